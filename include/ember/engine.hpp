@@ -1,0 +1,147 @@
+// engine.hpp — ember::Engine, the one public entry point.
+//
+// An Engine owns worker threads, a fiber pool, the function registry and the concurrency
+// limits. Register handlers, resolve them once, invoke them sync, async or with a future:
+//
+//   ember::Engine engine{{.workers = 2}};
+//   auto fn = engine.register_function("echo", {}, [](ember::Context&, std::string_view in)
+//       -> ember::Result<std::string> { return std::string(in); }).value();
+//   ember::Result<std::string> out = engine.invoke(fn, "hi");                 // inline
+//   engine.invoke_async(fn, "hi", [](ember::Result<std::string> r) { ... });  // pool
+//   engine.shutdown();                                                        // drains
+//
+// Thread safety: every member function may be called from any thread at once, including from
+// inside handlers (where an invoke suspends the handler's fiber instead of blocking).
+// Several engines may live in one process; they share nothing.
+#pragma once
+
+#include <absl/functional/any_invocable.h>
+#include <absl/time/time.h>
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "ember/context.hpp"
+#include "ember/export.hpp"
+#include "ember/function.hpp"
+#include "ember/options.hpp"
+#include "ember/result.hpp"
+
+namespace ember {
+
+// Receives the outcome of an invoke_async, exactly once, on a worker thread (or on the
+// engine's timer thread for a timeout). Must not block for long.
+using InvokeCallback = absl::AnyInvocable<void(Result<std::string>)>;
+
+// Engine-wide counters (the observability issue grows this into full metrics).
+struct EngineStats {
+  std::uint64_t throttles = 0;         // invokes refused by a concurrency limit or a full queue
+  std::uint64_t timeouts = 0;          // invocations (or queue waits) that passed their deadline
+  std::uint64_t handler_errors = 0;    // handlers that returned an error or threw
+  std::uint64_t overruns = 0;          // handlers that returned after their deadline
+  std::int64_t running_overruns = 0;   // handlers past their deadline and still running now
+  std::int64_t in_flight = 0;          // admitted invocations not yet finished
+  std::int64_t queued = 0;             // async invokes waiting for a concurrency slot
+  std::int64_t unreserved_available = 0;  // size of the unreserved pool
+};
+
+class EMBER_EXPORT Engine final {
+ public:
+  // Starts the workers. Invalid options leave the engine refusing every call with
+  // kInvalidArgument naming the field (see status()); Engine::create reports it up front.
+  explicit Engine(EngineOptions options = {});
+  static Result<std::unique_ptr<Engine>> create(EngineOptions options = {});
+  // Shuts down (as shutdown() with a 30 s drain), then waits for every handler to return.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Ok, or why the options given to the constructor were refused.
+  [[nodiscard]] Result<void> status() const;
+
+  // Registers a bytes handler. Names: 1-64 characters of [A-Za-z0-9._-], starting with a
+  // letter or digit. Errors: kInvalidArgument (name, config field, reserved concurrency that
+  // would leave less than min_unreserved_concurrency), kAlreadyExists, kShuttingDown.
+  // Nothing is registered when an error is returned.
+  Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
+                                           BytesHandler handler);
+  // Registers a typed handler, callable as Result<Out>(Context&, const In&), for in-process
+  // callers: values pass by reference, never serialised. Invoke it with invoke<Out>(fn, in);
+  // a bytes invoke of it, or a typed invoke with other types, fails with kInvalidArgument.
+  template <typename In, typename Out, typename F>
+  Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
+                                           F&& handler);
+
+  // Resolves "name" or "name:$LATEST". kNotFound names what was asked for.
+  [[nodiscard]] Result<FunctionHandle> function(std::string_view name) const;
+
+  // Sync invoke. Inline dispatch runs the handler on this thread (in a fiber); pool dispatch
+  // hands it to a worker and waits. Called from inside a handler, it is a nested invoke.
+  // Errors: kNotFound, kInvalidArgument, kThrottled (names the limit), kPayloadTooLarge,
+  // kTimeout, kHandlerFailed (handler error or exception), kRecursionLimit, kShuttingDown.
+  [[nodiscard]] Result<std::string> invoke(FunctionHandle fn, std::string_view payload,
+                                           const InvokeOptions& options = {});
+  [[nodiscard]] Result<std::string> invoke(std::string_view name, std::string_view payload,
+                                           const InvokeOptions& options = {});
+  // Typed sync invoke of a function registered with register_function<In, Out>.
+  template <typename Out, typename In>
+  [[nodiscard]] Result<Out> invoke(FunctionHandle fn, const In& in,
+                                   const InvokeOptions& options = {});
+
+  // Async invoke, always pool-dispatched. Ok means the callback will be called exactly once;
+  // an error (kNotFound, kInvalidArgument, kPayloadTooLarge, kQueueFull, kShuttingDown) means
+  // it will not be. With no free slot the invoke waits in the function's FIFO for at most
+  // max_queue_wait (then the callback gets kTimeout), separately from the execution timeout.
+  Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
+                            const InvokeOptions& options = {});
+  // The same, with a future. Immediate errors are in the future too.
+  [[nodiscard]] std::future<Result<std::string>> invoke_future(FunctionHandle fn,
+                                                               std::string_view payload,
+                                                               const InvokeOptions& options = {});
+
+  // Stops admitting (new invokes get kShuttingDown), fails queued async invokes with
+  // kShuttingDown, and waits up to `drain` for in-flight invocations. Callers still waiting at
+  // the drain deadline are released with kShuttingDown; their handlers keep their slots until
+  // they return (the destructor waits for that). Idempotent; thread-safe.
+  void shutdown(absl::Duration drain = absl::Seconds(30));
+
+  [[nodiscard]] EngineStats stats() const;
+
+ private:
+  friend class Context;
+  Result<FunctionHandle> register_typed(std::string_view name, FunctionConfig config,
+                                        detail::TypedHandler handler);
+  Result<void> invoke_typed(FunctionHandle fn, detail::TypedCall& call,
+                            const InvokeOptions& options);
+  std::unique_ptr<detail::EngineCore> core_;
+};
+
+template <typename In, typename Out, typename F>
+Result<FunctionHandle> Engine::register_function(std::string_view name, FunctionConfig config,
+                                                 F&& handler) {
+  static_assert(std::is_invocable_r_v<Result<Out>, F&, Context&, const In&>,
+                "a typed handler is callable as Result<Out>(Context&, const In&)");
+  detail::TypedHandler typed;
+  typed.in_type = &typeid(In);
+  typed.out_type = &typeid(Out);
+  typed.call = [h = std::forward<F>(handler)](Context& ctx, const void* in, void* out) mutable {
+    *static_cast<Result<Out>*>(out) = h(ctx, *static_cast<const In*>(in));
+  };
+  return register_typed(name, std::move(config), std::move(typed));
+}
+
+template <typename Out, typename In>
+Result<Out> Engine::invoke(FunctionHandle fn, const In& in, const InvokeOptions& options) {
+  Result<Out> out = tl::unexpected<Error>(Error{ErrorCode::kInternal, "no result"});
+  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>};
+  if (auto admitted = invoke_typed(fn, call, options); !admitted) {
+    return tl::unexpected<Error>(std::move(admitted.error()));
+  }
+  return out;
+}
+
+}  // namespace ember

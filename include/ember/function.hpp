@@ -1,0 +1,78 @@
+// function.hpp — handler signatures and FunctionHandle, a resolved reference to a function.
+//
+// Resolve once, invoke many times: a handle skips the name lookup on every call.
+//
+//   auto fn = engine.function("pricing.quote").value();
+//   auto out = engine.invoke(fn, payload);
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+
+#include "ember/export.hpp"
+#include "ember/result.hpp"
+
+namespace ember {
+
+class Context;
+class Engine;
+
+namespace detail {
+struct FunctionRecord;
+class EngineCore;
+}  // namespace detail
+
+// A bytes handler: the request payload in, the response payload (or an Error) out. Runs on a
+// fiber; may suspend through its Context (sleep_for, yield, nested invoke). Exceptions it
+// throws become kHandlerFailed errors naming the exception type and what().
+using BytesHandler = std::function<Result<std::string>(Context&, std::string_view)>;
+
+// A resolved function of one Engine. Cheap to copy. Valid for the life of its Engine; using it
+// with another engine is an error (kInvalidArgument), not undefined behaviour.
+class EMBER_EXPORT FunctionHandle {
+ public:
+  FunctionHandle() = default;
+  [[nodiscard]] bool valid() const noexcept { return record_ != nullptr; }
+  // The function's name ("" for a default-constructed handle).
+  [[nodiscard]] std::string_view name() const noexcept;
+  // The published version this handle invokes ("$LATEST" for registered functions).
+  [[nodiscard]] std::string_view version() const noexcept;
+  friend bool operator==(const FunctionHandle&, const FunctionHandle&) = default;
+
+ private:
+  friend class Engine;
+  friend class detail::EngineCore;
+  explicit FunctionHandle(detail::FunctionRecord* record) : record_(record) {}
+  detail::FunctionRecord* record_ = nullptr;
+};
+
+namespace detail {
+
+// The type-erased form of a typed handler (Engine::register_function<In, Out>): values pass
+// by pointer, never serialised; the types are checked at every invoke.
+struct TypedHandler {
+  const std::type_info* in_type = nullptr;
+  const std::type_info* out_type = nullptr;
+  // Calls the handler with *static_cast<const In*>(in) and stores its Result<Out> in
+  // *static_cast<Result<Out>*>(out).
+  std::function<void(Context&, const void* in, void* out)> call;
+};
+
+// One typed call in flight: where the input is, where the Result<Out> goes.
+struct TypedCall {
+  const std::type_info* in_type;
+  const std::type_info* out_type;
+  const void* in;
+  void* out;                              // a Result<Out>
+  void (*set_error)(void* out, Error&&);  // stores an Error into *out
+};
+
+template <typename Out>
+void set_typed_error(void* out, Error&& error) {
+  *static_cast<Result<Out>*>(out) = tl::unexpected<Error>(std::move(error));
+}
+
+}  // namespace detail
+}  // namespace ember

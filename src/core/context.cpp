@@ -1,0 +1,128 @@
+// ember::Context: what a running handler can ask of the engine.
+#include "ember/context.hpp"
+
+#include "core/str_cat.hpp"
+
+#include "core/engine_core.hpp"
+
+namespace ember {
+
+using detail::EngineCore;
+using detail::Invocation;
+
+namespace {
+const ClientContext kNoClientContext;
+}
+
+std::string_view Context::request_id() const {
+  if (inv_->request_id[0] == '\0') inv_->core->format_request_id(*inv_, inv_->request_id);
+  return std::string_view(inv_->request_id, 36);
+}
+
+std::string_view Context::function_name() const noexcept { return inv_->fn->name; }
+std::string_view Context::function_version() const noexcept { return inv_->fn->version; }
+absl::Time Context::deadline() const noexcept { return inv_->core->time().to_time(inv_->deadline); }
+
+absl::Duration Context::remaining() const noexcept {
+  const std::int64_t left = inv_->deadline - inv_->core->time().now();
+  return left > 0 ? absl::Nanoseconds(left) : absl::ZeroDuration();
+}
+
+bool Context::cancelled() const noexcept { return !inv_->core->check(*inv_).has_value(); }
+Result<void> Context::check() const { return inv_->core->check(*inv_); }
+int Context::memory_limit_mb() const noexcept { return inv_->fn->config.memory_mb; }
+int Context::depth() const noexcept { return inv_->depth; }
+
+const ClientContext& Context::client_context() const noexcept {
+  return inv_->client_context != nullptr ? *inv_->client_context : kNoClientContext;
+}
+
+void Context::log(LogLevel level, std::string_view message) const {
+  inv_->core->log(level, inv_->fn->name, request_id(), message);
+}
+
+Result<std::string> Context::invoke(FunctionHandle fn, std::string_view payload,
+                                    const InvokeOptions& options) {
+  return inv_->core->invoke(fn, payload, nullptr, options);
+}
+
+Result<std::string> Context::invoke(std::string_view name, std::string_view payload,
+                                    const InvokeOptions& options) {
+  auto fn = inv_->core->find(name);
+  if (!fn) return tl::unexpected<Error>(std::move(fn.error()));
+  return inv_->core->invoke(*fn, payload, nullptr, options);
+}
+
+Result<void> Context::invoke_typed(FunctionHandle fn, detail::TypedCall& call,
+                                   const InvokeOptions& options) {
+  auto r = inv_->core->invoke(fn, {}, &call, options);
+  if (!r) return tl::unexpected<Error>(std::move(r.error()));
+  return {};
+}
+
+Result<void> Context::sleep_for(absl::Duration d) { return inv_->core->sleep(*inv_, d); }
+Result<void> Context::yield() { return inv_->core->yield(*inv_); }
+Engine& Context::engine() const noexcept { return inv_->core->engine(); }
+
+namespace detail {
+
+Result<void> EngineCore::check(const Invocation& inv) const {
+  if (inv.abandoned.load(std::memory_order_relaxed)) {
+    return fail(ErrorCode::kCancelled,
+                cat("function '", inv.fn->name, "': the caller was released (timeout or shutdown)"));
+  }
+  if (drain_over_.load(std::memory_order_relaxed)) {
+    return fail(ErrorCode::kShuttingDown,
+                cat("function '", inv.fn->name, "': engine shut down past its drain deadline"));
+  }
+  if (time_.now() >= inv.deadline) {
+    return fail(ErrorCode::kTimeout, cat("function '", inv.fn->name, "': deadline passed"));
+  }
+  return {};
+}
+
+namespace {
+
+struct SleepTimer : Timer {
+  Fiber* fiber = nullptr;
+};
+
+void wake_sleeper(Timer* t) {
+  Fiber* f = static_cast<SleepTimer*>(t)->fiber;
+  f->home()->ready(f);
+}
+
+Result<void> not_in_handler(const Invocation& inv, std::string_view what) {
+  return fail(ErrorCode::kNotInHandler,
+              cat("function '", inv.fn->name, "': ", what,
+                           " called outside the handler's own fiber"));
+}
+
+}  // namespace
+
+Result<void> EngineCore::sleep(Invocation& inv, absl::Duration d) {
+  Fiber* self = current_fiber();
+  if (self == nullptr || self != inv.fiber) return not_in_handler(inv, "sleep_for");
+  if (auto ok = check(inv); !ok) return ok;
+  const std::int64_t wake = add_saturating(time_.now(), std::max<std::int64_t>(0, to_nanos(d)));
+  SleepTimer timer;
+  timer.deadline = std::min(wake, inv.deadline);
+  timer.fire = &wake_sleeper;
+  timer.fiber = self;
+  // The timer fires on this fiber's home thread, which resumes us only after we switched out.
+  self->home()->add_timer(&timer);
+  self->switch_out();
+  return check(inv);
+}
+
+Result<void> EngineCore::yield(Invocation& inv) {
+  Fiber* self = current_fiber();
+  if (self == nullptr || self != inv.fiber) return not_in_handler(inv, "yield");
+  if (auto ok = check(inv); !ok) return ok;
+  self->home()->ready(self);
+  self->switch_out();
+  return check(inv);
+}
+
+}  // namespace detail
+}  // namespace ember

@@ -1,0 +1,253 @@
+// Engine construction, registration, lookup, statistics, logging and shutdown.
+// The invocation paths are in invoke.cpp.
+#include "core/engine_core.hpp"
+
+#include <absl/random/random.h>
+#include "core/str_cat.hpp"
+#include <absl/strings/str_format.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "core/names.hpp"
+
+namespace ember::detail {
+
+namespace {
+
+std::string_view level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "DEBUG";
+    case LogLevel::kInfo: return "INFO";
+    case LogLevel::kWarn: return "WARN";
+    case LogLevel::kError: return "ERROR";
+  }
+  return "INFO";
+}
+
+}  // namespace
+
+EngineCore::EngineCore(EngineOptions options)
+    : options_(std::move(options)),
+      request_nonce_(absl::Uniform<std::uint64_t>(absl::BitGen())),
+      time_(options_.clock),
+      unreserved_("unreserved concurrency pool", 0, &EngineCore::admit_waiter, this) {
+  if (options_.workers == 0) {
+    options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (auto ok = validate(options_); !ok) {
+    init_error_ = ok.error();
+    shutting_down_.store(true);
+    drain_over_.store(true);
+    return;
+  }
+  unreserved_.set_limit(options_.concurrency_limit);
+  gates_.push_back(&unreserved_);
+  scheduler_ = std::make_unique<Scheduler>(time_, options_.workers,
+                                           to_nanos(options_.spin_before_park));
+}
+
+EngineCore::~EngineCore() {
+  shutdown(absl::Seconds(30));
+  // Handlers past the drain deadline still hold their slots: wait for them (a timeout is not a
+  // kill; DESIGN.md §4), then stop the workers.
+  while (in_flight() != 0) time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
+  scheduler_.reset();
+}
+
+Result<void> EngineCore::validate(const EngineOptions& o) const {
+  auto bad = [](std::string_view field, auto value, std::string_view rule) {
+    return fail(ErrorCode::kInvalidArgument,
+                cat("EngineOptions.", field, " = ", value, ": ", rule));
+  };
+  if (o.workers < 1 || o.workers > 1024) return bad("workers", o.workers, "must be 0 (auto) or 1..1024");
+  if (o.concurrency_limit < 1) return bad("concurrency_limit", o.concurrency_limit, "must be at least 1");
+  if (o.min_unreserved_concurrency < 0 || o.min_unreserved_concurrency > o.concurrency_limit) {
+    return bad("min_unreserved_concurrency", o.min_unreserved_concurrency,
+               cat("must be 0..concurrency_limit (", o.concurrency_limit, ")"));
+  }
+  if (o.max_invoke_depth < 1) return bad("max_invoke_depth", o.max_invoke_depth, "must be at least 1");
+  if (o.max_sync_payload == 0) return bad("max_sync_payload", o.max_sync_payload, "must be positive");
+  if (o.max_async_payload == 0) return bad("max_async_payload", o.max_async_payload, "must be positive");
+  if (o.max_queued_per_function < 0) {
+    return bad("max_queued_per_function", o.max_queued_per_function, "must not be negative");
+  }
+  if (o.spin_before_park < absl::ZeroDuration()) {
+    return bad("spin_before_park", absl::FormatDuration(o.spin_before_park), "must not be negative");
+  }
+  return {};
+}
+
+Result<void> EngineCore::validate(std::string_view name, const FunctionConfig& c) const {
+  auto bad = [&](std::string_view field, auto value, std::string_view rule) {
+    return fail(ErrorCode::kInvalidArgument, cat("function '", name, "': FunctionConfig.",
+                                                          field, " = ", value, ": ", rule));
+  };
+  if (c.timeout <= absl::ZeroDuration() || c.timeout == absl::InfiniteDuration()) {
+    return bad("timeout", absl::FormatDuration(c.timeout), "must be positive and finite");
+  }
+  if (c.memory_mb < 128 || c.memory_mb > 10240) return bad("memory_mb", c.memory_mb, "must be 128..10240 (MiB)");
+  if (c.reserved_concurrency && *c.reserved_concurrency < 1) {
+    return bad("reserved_concurrency", *c.reserved_concurrency, "must be at least 1 (or unset)");
+  }
+  if (c.stack_size < 16 * 1024 || c.stack_size > (std::size_t{1} << 30)) {
+    return bad("stack_size", c.stack_size, "must be 16 KiB..1 GiB");
+  }
+  if (c.max_queue_wait < absl::ZeroDuration() || c.max_queue_wait == absl::InfiniteDuration()) {
+    return bad("max_queue_wait", absl::FormatDuration(c.max_queue_wait), "must be finite and not negative");
+  }
+  return {};
+}
+
+Result<FunctionHandle> EngineCore::register_function(std::string_view name, FunctionConfig config,
+                                                     BytesHandler bytes, TypedHandler typed) {
+  if (init_error_) return tl::unexpected<Error>(*init_error_);
+  if (auto ok = validate_function_name(name); !ok) return tl::unexpected<Error>(ok.error());
+  if (auto ok = validate(name, config); !ok) return tl::unexpected<Error>(ok.error());
+  if (!bytes && !typed.call) {
+    return fail(ErrorCode::kInvalidArgument, cat("function '", name, "': handler is empty"));
+  }
+  if (shutting_down_.load()) {
+    return fail(ErrorCode::kShuttingDown, cat("function '", name, "': engine is shutting down"));
+  }
+  auto record = std::make_unique<FunctionRecord>();
+  record->owner = this;
+  record->name = std::string(name);
+  record->config = config;
+  record->timeout_ns = to_nanos(config.timeout);
+  record->max_queue_wait_ns = to_nanos(config.max_queue_wait);
+  record->stack_size = StackPool::round_size(config.stack_size);
+  record->bytes = std::move(bytes);
+  record->typed = std::move(typed);
+
+  std::lock_guard<std::mutex> lock(config_mu_);
+  if (registry_.find(name) != nullptr) {
+    return fail(ErrorCode::kAlreadyExists, cat("function '", name, "' is already registered"));
+  }
+  const std::int64_t reserve = config.reserved_concurrency.value_or(0);
+  if (reserve > 0) {
+    const std::int64_t left = options_.concurrency_limit - reserved_total_ - reserve;
+    if (left < options_.min_unreserved_concurrency) {
+      return fail(ErrorCode::kInvalidArgument,
+                  cat("function '", name, "': reserved_concurrency ", reserve,
+                               " would leave ", left, " unreserved (engine concurrency_limit ",
+                               options_.concurrency_limit, ", already reserved ", reserved_total_,
+                               ", min_unreserved_concurrency ", options_.min_unreserved_concurrency, ")"));
+    }
+    record->own_gate = std::make_unique<ConcurrencyGate>(
+        cat("reserved concurrency of function '", name, "'"), reserve,
+        &EngineCore::admit_waiter, this);
+    record->gate = record->own_gate.get();
+  } else {
+    record->gate = &unreserved_;
+  }
+  FunctionRecord* published = registry_.insert(std::move(record));
+  if (reserve > 0) {
+    reserved_total_ += reserve;
+    unreserved_.set_limit(options_.concurrency_limit - reserved_total_);
+    gates_.push_back(published->gate);
+  }
+  return FunctionHandle(published);
+}
+
+Result<FunctionHandle> EngineCore::find(std::string_view text) const {
+  if (init_error_) return tl::unexpected<Error>(*init_error_);
+  const QualifiedName q = split_qualifier(text);
+  FunctionRecord* r = registry_.find(q.name);
+  if (r == nullptr) return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
+  if (!q.qualifier.empty() && q.qualifier != r->version) {
+    return fail(ErrorCode::kNotFound,
+                cat("function '", q.name, "' has no version or alias '", q.qualifier,
+                             "' (registered functions have only ", r->version, ")"));
+  }
+  return FunctionHandle(r);
+}
+
+std::int64_t EngineCore::in_flight() const {
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(config_mu_));
+  std::int64_t n = 0;
+  for (const ConcurrencyGate* g : gates_) n += g->in_use();
+  return n;
+}
+
+EngineStats EngineCore::stats() const {
+  EngineStats s;
+  s.throttles = throttles_.load();
+  s.timeouts = timeouts_.load();
+  s.handler_errors = handler_errors_.load();
+  s.overruns = overruns_.load();
+  s.running_overruns = running_overruns_.load();
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(config_mu_));
+  for (const ConcurrencyGate* g : gates_) {
+    s.in_flight += g->in_use();
+    s.queued += g->waiting();
+  }
+  s.unreserved_available = unreserved_.limit();
+  return s;
+}
+
+void EngineCore::log(LogLevel level, std::string_view function, std::string_view request_id,
+                     std::string_view message) const {
+  if (options_.log_sink) {
+    options_.log_sink(LogRecord{level, function, request_id, message});
+    return;
+  }
+  std::string line = cat(level_name(level), "\t", request_id.empty() ? "-" : request_id,
+                                  "\t", function.empty() ? "-" : function, "\t", message, "\n");
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const noexcept {
+  // UUID-shaped: 64 bits of per-engine nonce, the fiber id and the fiber's task sequence.
+  // (fiber id, sequence) is unique within an engine; the nonce separates engines.
+  const std::uint64_t hi = request_nonce_;
+  const std::uint64_t lo = (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^
+                           (inv.sequence & 0xff'ffff'ffffULL);
+  absl::SNPrintF(out, sizeof out, "%08x-%04x-%04x-%04x-%012x", static_cast<std::uint32_t>(hi >> 32),
+                 static_cast<std::uint32_t>((hi >> 16) & 0xffff), static_cast<std::uint32_t>(hi & 0xffff),
+                 static_cast<std::uint32_t>(lo >> 48), lo & 0xffff'ffff'ffffULL);
+}
+
+void EngineCore::shutdown(absl::Duration drain) {
+  std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+  if (init_error_ || drain_over_.load()) return;
+  shutting_down_.store(true, std::memory_order_seq_cst);
+
+  // Async invokes still waiting for a slot never started: they end now.
+  std::vector<ConcurrencyGate*> gates;
+  {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    gates = gates_;
+  }
+  for (ConcurrencyGate* g : gates) {
+    for (GateWaiter* w : g->remove_all()) {
+      auto* pc = static_cast<PendingCall*>(w->owner);
+      if (scheduler_->timer_thread().cancel(&pc->queue_timer)) unref(pc);
+      pc->state.fetch_or(kStarted | kReleasedShutdown);
+      pc->callback(tl::unexpected<Error>(release_error(*pc, kReleasedShutdown)));
+      pc->callback = nullptr;
+      unref(pc);  // delivery
+      unref(pc);  // never submitted
+    }
+  }
+
+  // Drain in-flight invocations until the deadline.
+  const std::int64_t deadline = add_saturating(time_.now(), to_nanos(drain));
+  while (in_flight() != 0 && time_.now() < deadline) time_.park_until(drain_parker_, deadline);
+
+  // Past the deadline: refuse nested invokes too, and release every caller still waiting.
+  drain_over_.store(true, std::memory_order_seq_cst);
+  if (in_flight() == 0) return;
+  std::vector<PendingCall*> calls;
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    for (auto& pc : all_calls_) {
+      if (pc->in_use.load()) calls.push_back(pc.get());
+    }
+  }
+  for (PendingCall* pc : calls) {
+    if (try_release(pc, kReleasedShutdown)) deliver_release(pc, kReleasedShutdown);
+  }
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,144 @@
+// engine_core.hpp — everything behind ember::Engine: registry, limits, invocation paths.
+//
+// The path of one invocation (DESIGN.md §3): resolve (the caller holds a FunctionHandle) →
+// admit (the function's ConcurrencyGate) → schedule (inline: this thread switches into a
+// pooled fiber; pool: a worker does, and the caller waits or gets a callback) → run (the
+// handler with a Context) → complete (result to the caller, slot back).
+//
+// The inline path touches: one CAS and one fetch_sub on the gate, two coarse clock reads,
+// a thread-local fiber cache and one fiber switch pair. No allocation, no lock, no system call.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/concurrency_gate.hpp"
+#include "core/invocation.hpp"
+#include "core/registry.hpp"
+#include "ember/engine.hpp"
+#include "sched/parker.hpp"
+#include "sched/scheduler.hpp"
+#include "sched/time_source.hpp"
+
+namespace ember::detail {
+
+class EngineCore final {
+ public:
+  explicit EngineCore(EngineOptions options);
+  ~EngineCore();
+  EngineCore(const EngineCore&) = delete;
+  EngineCore& operator=(const EngineCore&) = delete;
+
+  [[nodiscard]] const std::optional<Error>& init_error() const noexcept { return init_error_; }
+
+  Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
+                                           BytesHandler bytes, TypedHandler typed);
+  Result<FunctionHandle> find(std::string_view name) const;
+
+  // Sync invoke (inline or pool). For typed calls the handler's Result<Out> goes to
+  // typed->out and an empty string is returned; errors before or around the handler (limits,
+  // timeouts) are returned.
+  Result<std::string> invoke(FunctionHandle fn, std::string_view payload, TypedCall* typed,
+                             const InvokeOptions& options);
+  Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
+                            const InvokeOptions& options);
+  void shutdown(absl::Duration drain);
+  [[nodiscard]] EngineStats stats() const;
+
+  // Context support.
+  TimeSource& time() noexcept { return time_; }
+  Engine& engine() noexcept { return *engine_; }
+  void set_engine(Engine* e) noexcept { engine_ = e; }
+  void log(LogLevel level, std::string_view function, std::string_view request_id,
+           std::string_view message) const;
+  [[nodiscard]] bool draining_over() const noexcept {
+    return drain_over_.load(std::memory_order_relaxed);
+  }
+  void format_request_id(const Invocation& inv, char (&out)[37]) const noexcept;
+  Result<void> sleep(Invocation& inv, absl::Duration d);
+  Result<void> yield(Invocation& inv);
+  [[nodiscard]] Result<void> check(const Invocation& inv) const;
+  static Context make_context(Invocation* inv) noexcept { return Context(inv); }
+
+ private:
+  Result<void> validate(const EngineOptions& o) const;
+  Result<void> validate(std::string_view name, const FunctionConfig& c) const;
+  Result<void> check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
+                          std::size_t payload_limit) const;
+  Error throttled(const FunctionRecord& fn);
+  Error recursion_error(const FunctionRecord& fn, const Invocation* parent) const;
+  Error timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const;
+
+  Result<std::string> run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+                                 const InvokeOptions& options, Invocation* parent, Fiber* self);
+  Result<std::string> run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+                                 const InvokeOptions& options, Invocation* parent, Fiber* self);
+  std::int64_t deadline_for(const FunctionRecord& fn, const InvokeOptions& options,
+                            const Invocation* parent, std::int64_t now, std::int64_t slack,
+                            std::int64_t* timeout_ns) const noexcept;
+
+  // On the fiber.
+  static void run_task(Task* t);
+  static void abandon_task(Task* t);
+  void call_handler(Invocation& inv);  // lets forced_unwind through
+  void finish_pooled(PendingCall* pc, bool ran);
+  void release_slot(FunctionRecord* fn) noexcept {
+    fn->gate->release();
+    if (shutting_down_.load(std::memory_order_relaxed)) drain_parker_.unpark();
+  }
+  void note_overrun(const Invocation& inv);
+  void set_error(Invocation& inv, Error error);
+
+  // PendingCall lifecycle.
+  PendingCall* acquire_call(FunctionRecord* fn, int refs);
+  void unref(PendingCall* pc) noexcept;
+  // Gives the caller's side an error instead of the result (timeout or shutdown). Exactly one
+  // of finish_pooled and try_release wins a call; true if we did.
+  bool try_release(PendingCall* pc, std::uint32_t reason);
+  Error release_error(const PendingCall& pc, std::uint32_t state) const;
+  void deliver_release(PendingCall* pc, std::uint32_t reason_state);
+  void start_async(PendingCall* pc);
+  static void admit_waiter(GateWaiter* w, void* self);
+  static void on_async_deadline(Timer* t);
+  static void on_fiber_wait_deadline(Timer* t);
+  static void on_queue_timeout(Timer* t);
+
+  [[nodiscard]] std::int64_t in_flight() const;
+
+  EngineOptions options_;
+  std::optional<Error> init_error_;
+  Engine* engine_ = nullptr;
+  const std::uint64_t request_nonce_;
+  TimeSource time_;
+  Registry registry_;
+  ConcurrencyGate unreserved_;
+  std::mutex config_mu_;             // serialises registration (reservations)
+  std::int64_t reserved_total_ = 0;  // guarded by config_mu_
+  std::vector<ConcurrencyGate*> gates_;  // guarded by config_mu_
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> drain_over_{false};
+  std::mutex shutdown_mu_;
+  Parker drain_parker_;
+  // Counters (cold paths only: errors, throttles, timeouts).
+  std::atomic<std::uint64_t> throttles_{0};
+  std::atomic<std::uint64_t> timeouts_{0};
+  std::atomic<std::uint64_t> handler_errors_{0};
+  std::atomic<std::uint64_t> overruns_{0};
+  std::atomic<std::int64_t> running_overruns_{0};
+  // PendingCall pool: every record ever made (for shutdown and destruction) and a free list.
+  std::mutex calls_mu_;
+  std::vector<std::unique_ptr<PendingCall>> all_calls_;  // guarded by calls_mu_
+  moodycamel::ConcurrentQueue<PendingCall*> free_calls_;
+  // Last: destroyed first, so workers are joined before anything they touch goes away.
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+}  // namespace ember::detail

@@ -1,0 +1,82 @@
+// invocation.hpp — one invocation in flight, and the pooled record of one that outlives its
+// caller's frame.
+//
+// Inline invocations live in the caller's frame (an Invocation on the stack): nothing is
+// allocated, nothing is shared. Pool-dispatched and async invocations use a PendingCall from
+// the engine's pool: it adds the completion protocol between the handler's side and the
+// caller's side (a waiting thread, a waiting fiber or a callback), which may give up at the
+// deadline before the handler returns. PendingCalls are reference counted and recycled.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/concurrency_gate.hpp"
+#include "core/registry.hpp"
+#include "ember/engine.hpp"
+#include "sched/fiber.hpp"
+#include "sched/parker.hpp"
+#include "sched/timer_heap.hpp"
+
+namespace ember::detail {
+
+struct PendingCall;
+
+struct Invocation : Task {
+  EngineCore* core = nullptr;
+  FunctionRecord* fn = nullptr;
+  Invocation* parent = nullptr;     // the invocation whose handler made this call, if any
+  PendingCall* pending = nullptr;   // set when pooled
+  int depth = 0;
+  std::int64_t deadline = 0;        // engine time
+  std::string_view payload;
+  TypedCall* typed = nullptr;       // typed invoke: where In is and where Result<Out> goes
+  const ClientContext* client_context = nullptr;
+  Result<std::string> result;       // set by the handler (or by the engine with an error)
+  std::int64_t timeout_ns = 0;      // the effective timeout, for messages
+  // Identity, set when the invocation starts on a fiber.
+  Fiber* fiber = nullptr;
+  std::uint64_t sequence = 0;
+  // An inline child that suspended: its parent fiber waits here (same thread, no atomics).
+  Fiber* waiting_parent = nullptr;
+  // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
+  std::atomic<bool> abandoned{false};
+  mutable char request_id[37] = {};   // formatted on first use
+};
+
+// Completion state bits of a PendingCall.
+inline constexpr std::uint32_t kStarted = 1;   // the handler began (or was skipped)
+inline constexpr std::uint32_t kWaiting = 2;   // a fiber waiter is suspended on it
+inline constexpr std::uint32_t kDone = 4;      // the handler's side delivered its result
+inline constexpr std::uint32_t kReleasedTimeout = 8;    // the caller got kTimeout instead
+inline constexpr std::uint32_t kReleasedShutdown = 16;  // the caller got kShuttingDown instead
+inline constexpr std::uint32_t kReleased = kReleasedTimeout | kReleasedShutdown;
+
+enum class WaiterKind : std::uint8_t { kThread, kFiber, kCallback };
+
+struct CallTimer : Timer {
+  PendingCall* call = nullptr;
+};
+
+struct PendingCall {
+  Invocation inv;
+  std::atomic<std::uint32_t> state{0};
+  std::atomic<int> refs{0};
+  WaiterKind waiter = WaiterKind::kThread;
+  Fiber* waiter_fiber = nullptr;
+  Parker parker;                      // kThread waiter
+  InvokeCallback callback;            // kCallback waiter
+  CallTimer deadline_timer;           // TimerThread (callbacks) or the waiter fiber's home
+  CallTimer queue_timer;              // TimerThread: max queue wait of an async invoke
+  Executor* timer_home = nullptr;     // where deadline_timer is armed, if on an executor
+  std::int64_t queue_wait_ns = 0;     // max queue wait of an async invoke
+  GateWaiter gate_link;
+  std::string payload_copy;           // async invokes own their payload...
+  ClientContext client_context_copy;  // ...and client context
+  PendingCall* next_free = nullptr;
+  std::atomic<bool> in_use{false};
+};
+
+}  // namespace ember::detail

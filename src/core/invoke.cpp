@@ -1,0 +1,606 @@
+// The invocation paths: admission, inline and pool dispatch, async invokes, and the completion
+// protocol between a handler's side and its caller's side.
+#include "core/str_cat.hpp"
+#include <absl/strings/str_format.h>
+#include <cxxabi.h>
+#include <immintrin.h>
+
+#include <boost/context/detail/exception.hpp>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <typeinfo>
+
+#include "core/engine_core.hpp"
+
+namespace ember::detail {
+
+namespace {
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  return status == 0 && d ? std::string(d.get()) : std::string(name);
+}
+
+// "std::runtime_error: boom" for the exception being handled.
+std::string describe_current_exception() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  std::string type_name = type != nullptr ? demangle(type->name()) : "unknown exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return cat(type_name, ": ", e.what());
+  } catch (...) {
+    return cat(type_name, " (not derived from std::exception)");
+  }
+}
+
+std::string seconds(std::int64_t ns) { return absl::StrFormat("%.2f", static_cast<double>(ns) / 1e9); }
+
+PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
+
+}  // namespace
+
+// ---- errors ----
+
+Error EngineCore::throttled(const FunctionRecord& fn) {
+  throttles_.fetch_add(1, std::memory_order_relaxed);
+  const ConcurrencyGate& g = *fn.gate;
+  return Error{ErrorCode::kThrottled,
+               cat("function '", fn.name, "' throttled: ", g.description(), " (", g.limit(),
+                            ") is in use", &g == &unreserved_ ? cat(" (engine concurrency_limit ",
+                                                                             options_.concurrency_limit, ")")
+                                                              : std::string())};
+}
+
+Error EngineCore::recursion_error(const FunctionRecord& fn, const Invocation* parent) const {
+  std::string chain(fn.name);
+  int shown = 0;
+  for (const Invocation* p = parent; p != nullptr && shown < 4; p = p->parent, ++shown) {
+    chain = cat(p->fn->name, " -> ", chain);
+  }
+  if (shown == 4) chain = cat("... -> ", chain);
+  return Error{ErrorCode::kRecursionLimit,
+               cat("function '", fn.name, "' would nest ", parent->depth + 2,
+                            " invocations deep (max_invoke_depth ", options_.max_invoke_depth,
+                            "): ", chain)};
+}
+
+Error EngineCore::timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const {
+  return Error{ErrorCode::kTimeout,
+               cat("function '", fn.name, "': Task timed out after ", seconds(timeout_ns), " seconds")};
+}
+
+Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
+                                    std::size_t payload_limit) const {
+  if (fn == nullptr) return fail(ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle");
+  if (fn->owner != this) {
+    return fail(ErrorCode::kInvalidArgument,
+                cat("function '", fn->name, "' belongs to another engine"));
+  }
+  if (init_error_) return tl::unexpected<Error>(*init_error_);
+  if (typed != nullptr) {
+    if (!fn->is_typed()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  cat("function '", fn->name, "' takes bytes; invoke it with a payload string"));
+    }
+    if (*typed->in_type != *fn->typed.in_type || *typed->out_type != *fn->typed.out_type) {
+      return fail(ErrorCode::kInvalidArgument,
+                  cat("function '", fn->name, "' is typed ", demangle(fn->typed.out_type->name()),
+                               "(", demangle(fn->typed.in_type->name()), "); invoked as ",
+                               demangle(typed->out_type->name()), "(", demangle(typed->in_type->name()), ")"));
+    }
+  } else {
+    if (fn->is_typed()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  cat("function '", fn->name, "' is typed (", demangle(fn->typed.in_type->name()),
+                               " in); invoke it with invoke<Out>(fn, in)"));
+    }
+    if (payload.size() > payload_limit) {
+      return fail(ErrorCode::kPayloadTooLarge,
+                  cat("function '", fn->name, "': request payload of ", payload.size(),
+                               " bytes exceeds the limit of ", payload_limit));
+    }
+  }
+  return {};
+}
+
+// ---- sync invoke ----
+
+std::int64_t EngineCore::deadline_for(const FunctionRecord& fn, const InvokeOptions& options,
+                                      const Invocation* parent, std::int64_t now, std::int64_t slack,
+                                      std::int64_t* timeout_ns) const noexcept {
+  std::int64_t timeout = fn.timeout_ns;
+  if (options.timeout) timeout = std::min(timeout, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
+  std::int64_t deadline = add_saturating(now, add_saturating(timeout, slack));
+  if (parent != nullptr && parent->deadline < deadline) {
+    deadline = parent->deadline;
+    timeout = std::max<std::int64_t>(0, deadline - now);
+  }
+  *timeout_ns = timeout;
+  return deadline;
+}
+
+Result<std::string> EngineCore::invoke(FunctionHandle handle, std::string_view payload, TypedCall* typed,
+                                       const InvokeOptions& options) {
+  FunctionRecord* fn = handle.record_;
+  if (auto ok = check_call(fn, payload, typed, options_.max_sync_payload); !ok) {
+    return tl::unexpected<Error>(std::move(ok.error()));
+  }
+  Fiber* self = current_fiber();
+  Invocation* parent = self != nullptr ? static_cast<Invocation*>(self->task()) : nullptr;
+  if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) {
+    return tl::unexpected<Error>(recursion_error(*fn, parent));
+  }
+  if (!fn->gate->try_acquire()) return tl::unexpected<Error>(throttled(*fn));
+  // The CAS above is a full barrier: shutdown() either sees our slot or we see its flag.
+  if (shutting_down_.load(std::memory_order_relaxed) && (parent == nullptr || drain_over_.load())) {
+    release_slot(fn);
+    return fail(ErrorCode::kShuttingDown,
+                cat("function '", fn->name, "': engine is shutting down"));
+  }
+  const Dispatch dispatch = options.dispatch.value_or(fn->config.dispatch);
+  if (dispatch == Dispatch::kInline) return run_inline(fn, payload, typed, options, parent, self);
+  return run_pooled(fn, payload, typed, options, parent, self);
+}
+
+Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+                                           const InvokeOptions& options, Invocation* parent, Fiber* self) {
+  Invocation inv;
+  inv.run = &EngineCore::run_task;
+  inv.abandon = &EngineCore::abandon_task;
+  inv.stack_size = fn->stack_size;
+  inv.core = this;
+  inv.fn = fn;
+  inv.parent = parent;
+  inv.depth = parent != nullptr ? parent->depth + 1 : 0;
+  // Clock read 1 of 2: the coarse clock lags by at most its resolution, so the deadline is
+  // pushed out by that much and never fires early.
+  inv.deadline = deadline_for(*fn, options, parent, time_.now_coarse(), time_.coarse_resolution(),
+                              &inv.timeout_ns);
+  inv.payload = payload;
+  inv.typed = typed;
+  inv.client_context = options.client_context;
+
+  Fiber* f = scheduler_->acquire_fiber(fn->stack_size);
+  if (f == nullptr) {
+    release_slot(fn);
+    return fail(ErrorCode::kInternal, cat("function '", fn->name, "': could not map a fiber stack of ",
+                                                   fn->stack_size, " bytes"));
+  }
+  if (parent != nullptr) {
+    // Nested: the child shares the parent's thread and home executor.
+    f->assign(&inv, self->home_if_built(), self->lazy_home());
+    f->switch_in();
+    if (f->idle()) {
+      scheduler_->release_fiber(f);
+    } else {
+      // The child suspended. It can only resume on this same thread once we switch out, and it
+      // wakes us when it completes; whoever resumes it last gives its fiber back.
+      inv.waiting_parent = self;
+      (void)self->home();  // build the lazy host now: the child resumes us through it
+      self->switch_out();
+    }
+  } else {
+    LazyHost host(*scheduler_);
+    f->assign(&inv, nullptr, &host);
+    f->switch_in();
+    if (!f->idle()) host.run_until_idle(f);
+    scheduler_->release_fiber(f);
+  }
+  return std::move(inv.result);
+}
+
+void EngineCore::run_task(Task* t) {
+  auto& inv = *static_cast<Invocation*>(t);
+  EngineCore& core = *inv.core;
+  inv.fiber = current_fiber();
+  inv.sequence = inv.fiber->next_sequence();
+  if (inv.pending != nullptr) {
+    PendingCall* pc = inv.pending;
+    const std::uint32_t before = pc->state.fetch_or(kStarted, std::memory_order_seq_cst);
+    const bool run = (before & kReleased) == 0;
+    if (run) {
+      if (core.time_.now() >= inv.deadline) {
+        core.set_error(inv, core.timeout_error(*inv.fn, inv.timeout_ns));  // waited too long to start
+        core.timeouts_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        core.call_handler(inv);
+      }
+    }
+    core.release_slot(inv.fn);
+    core.finish_pooled(pc, run);
+    return;
+  }
+  core.call_handler(inv);
+  // Clock read 2 of 2: a handler that ran past its deadline without reaching a suspension
+  // point is an overrun; its caller gets kTimeout, as Lambda's would.
+  if (core.time_.now_coarse() > inv.deadline) core.note_overrun(inv);
+  core.release_slot(inv.fn);
+  if (inv.waiting_parent != nullptr) {
+    Fiber* parent = inv.waiting_parent;
+    parent->home()->ready(parent);
+  }
+}
+
+void EngineCore::abandon_task(Task* t) {
+  auto& inv = *static_cast<Invocation*>(t);
+  EngineCore& core = *inv.core;
+  core.set_error(inv, Error{ErrorCode::kInternal, cat("function '", inv.fn->name,
+                                                               "': could not map a fiber stack")});
+  core.release_slot(inv.fn);
+  if (inv.pending != nullptr) {
+    inv.pending->state.fetch_or(kStarted);
+    core.finish_pooled(inv.pending, false);
+  }
+}
+
+void EngineCore::set_error(Invocation& inv, Error error) {
+  if (inv.typed != nullptr) {
+    inv.typed->set_error(inv.typed->out, std::move(error));
+  } else {
+    inv.result = tl::unexpected<Error>(std::move(error));
+  }
+}
+
+void EngineCore::note_overrun(const Invocation& inv_const) {
+  auto& inv = const_cast<Invocation&>(inv_const);
+  timeouts_.fetch_add(1, std::memory_order_relaxed);
+  overruns_.fetch_add(1, std::memory_order_relaxed);
+  char rid[37];
+  format_request_id(inv, rid);
+  log(LogLevel::kError, inv.fn->name, rid,
+      cat("Task timed out after ", seconds(inv.timeout_ns),
+                   " seconds (inline handler returned without reaching a suspension point in time)"));
+  set_error(inv, timeout_error(*inv.fn, inv.timeout_ns));
+}
+
+void EngineCore::call_handler(Invocation& inv) {
+  FunctionRecord& fn = *inv.fn;
+  Context ctx(&inv);
+  try {
+    if (inv.typed != nullptr) {
+      fn.typed.call(ctx, inv.typed->in, inv.typed->out);
+    } else {
+      inv.result = fn.bytes(ctx, inv.payload);
+    }
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;  // a fiber being unwound: never swallow it
+  } catch (...) {
+    handler_errors_.fetch_add(1, std::memory_order_relaxed);
+    set_error(inv, Error{ErrorCode::kHandlerFailed,
+                         cat("function '", fn.name, "' threw ", describe_current_exception())});
+    return;
+  }
+  if (inv.typed == nullptr) {
+    if (!inv.result) {
+      handler_errors_.fetch_add(1, std::memory_order_relaxed);
+    } else if (inv.result->size() > options_.max_sync_payload) {
+      const std::size_t size = inv.result->size();
+      inv.result = fail(ErrorCode::kPayloadTooLarge,
+                        cat("function '", fn.name, "': response of ", size,
+                                     " bytes exceeds the limit of ", options_.max_sync_payload));
+    }
+  }
+}
+
+// ---- pooled calls ----
+
+PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
+  PendingCall* pc = nullptr;
+  if (!free_calls_.try_dequeue(pc)) {
+    auto fresh = std::make_unique<PendingCall>();
+    pc = fresh.get();
+    pc->deadline_timer.call = pc;
+    pc->queue_timer.call = pc;
+    pc->inv.pending = pc;
+    pc->gate_link.owner = pc;
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    all_calls_.push_back(std::move(fresh));
+  }
+  Invocation& inv = pc->inv;
+  inv.run = &EngineCore::run_task;
+  inv.abandon = &EngineCore::abandon_task;
+  inv.stack_size = fn->stack_size;
+  inv.core = this;
+  inv.fn = fn;
+  inv.parent = nullptr;
+  inv.depth = 0;
+  inv.typed = nullptr;
+  inv.client_context = nullptr;
+  inv.fiber = nullptr;
+  inv.sequence = 0;
+  inv.waiting_parent = nullptr;
+  inv.abandoned.store(false, std::memory_order_relaxed);
+  inv.request_id[0] = '\0';
+  pc->state.store(0, std::memory_order_relaxed);
+  pc->refs.store(refs, std::memory_order_relaxed);
+  pc->waiter_fiber = nullptr;
+  pc->timer_home = nullptr;
+  pc->gate_link.function_queued = &fn->queued;
+  pc->parker.try_consume();  // drop a stale permit from the record's previous use
+  pc->in_use.store(true, std::memory_order_release);
+  return pc;
+}
+
+void EngineCore::unref(PendingCall* pc) noexcept {
+  if (pc->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  pc->in_use.store(false, std::memory_order_relaxed);
+  pc->callback = nullptr;
+  pc->inv.result = std::string();
+  pc->client_context_copy.clear();
+  free_calls_.enqueue(pc);
+}
+
+bool EngineCore::try_release(PendingCall* pc, std::uint32_t reason) {
+  std::uint32_t s = pc->state.load(std::memory_order_acquire);
+  do {
+    if ((s & (kDone | kReleased)) != 0) return false;
+  } while (!pc->state.compare_exchange_weak(s, s | reason, std::memory_order_acq_rel));
+  pc->inv.abandoned.store(true, std::memory_order_relaxed);
+  if (reason == kReleasedTimeout) timeouts_.fetch_add(1, std::memory_order_relaxed);
+  if ((s & kStarted) != 0) {
+    // The handler is running past its deadline: it keeps its slot until it returns.
+    running_overruns_.fetch_add(1, std::memory_order_relaxed);
+    if (reason == kReleasedTimeout) {
+      log(LogLevel::kError, pc->inv.fn->name, {},
+          cat("Task timed out after ", seconds(pc->inv.timeout_ns),
+                       " seconds; the caller was released, the handler still runs"));
+    }
+  }
+  return true;
+}
+
+Error EngineCore::release_error(const PendingCall& pc, std::uint32_t state) const {
+  if ((state & kReleasedShutdown) != 0) {
+    return Error{ErrorCode::kShuttingDown,
+                 cat("function '", pc.inv.fn->name, "': engine shut down before it completed")};
+  }
+  return timeout_error(*pc.inv.fn, pc.inv.timeout_ns);
+}
+
+void EngineCore::deliver_release(PendingCall* pc, std::uint32_t reason) {
+  switch (pc->waiter) {
+    case WaiterKind::kThread:
+      pc->parker.unpark();
+      break;
+    case WaiterKind::kFiber:
+      if ((pc->state.load(std::memory_order_acquire) & kWaiting) != 0) {
+        Fiber* w = pc->waiter_fiber;
+        w->home()->ready(w);
+      }
+      break;
+    case WaiterKind::kCallback: {
+      if (scheduler_->timer_thread().cancel(&pc->deadline_timer)) unref(pc);
+      auto callback = std::move(pc->callback);
+      callback(tl::unexpected<Error>(release_error(*pc, reason)));
+      unref(pc);  // delivery
+      break;
+    }
+  }
+}
+
+void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
+  std::uint32_t s = pc->state.load(std::memory_order_acquire);
+  for (;;) {
+    if ((s & kReleased) != 0) break;
+    if (pc->state.compare_exchange_weak(s, s | kDone, std::memory_order_acq_rel)) break;
+  }
+  if ((s & kReleased) != 0) {
+    if (ran) {
+      // Counted as running past its deadline when the caller was released; now it returned.
+      running_overruns_.fetch_sub(1, std::memory_order_relaxed);
+      overruns_.fetch_add(1, std::memory_order_relaxed);
+      char rid[37];
+      format_request_id(pc->inv, rid);
+      log(LogLevel::kWarn, pc->inv.fn->name, rid,
+          "handler returned after its caller was released; its result is dropped and its slot freed");
+    }
+  } else {
+    switch (pc->waiter) {
+      case WaiterKind::kThread:
+        pc->parker.unpark();
+        break;
+      case WaiterKind::kFiber:
+        if ((s & kWaiting) != 0) {
+          Fiber* w = pc->waiter_fiber;
+          w->home()->ready(w);
+        }
+        break;
+      case WaiterKind::kCallback: {
+        if (scheduler_->timer_thread().cancel(&pc->deadline_timer)) unref(pc);
+        auto callback = std::move(pc->callback);
+        callback(std::move(pc->inv.result));
+        unref(pc);  // delivery
+        break;
+      }
+    }
+  }
+  unref(pc);  // the handler's side
+}
+
+Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+                                           const InvokeOptions& options, Invocation* parent, Fiber* self) {
+  PendingCall* pc = acquire_call(fn, 2);  // the caller's side and the handler's side
+  Invocation& inv = pc->inv;
+  inv.parent = parent;
+  inv.depth = parent != nullptr ? parent->depth + 1 : 0;
+  inv.deadline = deadline_for(*fn, options, parent, time_.now(), 0, &inv.timeout_ns);
+  // The caller may be released at the deadline while the handler still runs: the handler
+  // must not read the caller's memory, so the payload and client context are copied. Typed
+  // calls point into the caller's frame, so their caller waits for the handler regardless.
+  pc->payload_copy.assign(payload.data(), payload.size());
+  inv.payload = pc->payload_copy;
+  inv.typed = typed;
+  if (options.client_context != nullptr) {
+    pc->client_context_copy = *options.client_context;
+    inv.client_context = &pc->client_context_copy;
+  }
+  const std::int64_t wait_deadline = typed != nullptr ? kNever : inv.deadline;
+
+  std::uint32_t s;
+  if (self != nullptr) {
+    // A handler waiting on a pool-dispatched child: suspend the fiber, wake at the deadline.
+    pc->waiter = WaiterKind::kFiber;
+    pc->waiter_fiber = self;
+    Executor* home = self->home();
+    if (wait_deadline != kNever) {
+      pc->refs.fetch_add(1, std::memory_order_relaxed);
+      pc->deadline_timer.deadline = wait_deadline;
+      pc->deadline_timer.fire = &EngineCore::on_fiber_wait_deadline;
+      pc->timer_home = home;
+      home->add_timer(&pc->deadline_timer);
+    }
+    scheduler_->submit(&inv);
+    s = pc->state.load(std::memory_order_acquire);
+    while ((s & (kDone | kReleased)) == 0) {
+      if (pc->state.compare_exchange_weak(s, s | kWaiting, std::memory_order_acq_rel)) {
+        self->switch_out();  // woken exactly once: by the result or by the deadline timer
+        s = pc->state.load(std::memory_order_acquire);
+        break;
+      }
+    }
+    if (pc->timer_home != nullptr && home->cancel_timer(&pc->deadline_timer)) unref(pc);
+  } else {
+    pc->waiter = WaiterKind::kThread;
+    scheduler_->submit(&inv);
+    // Spin a little (a warm worker answers within microseconds), then park.
+    for (int i = 0; i < 2000; ++i) {
+      s = pc->state.load(std::memory_order_acquire);
+      if ((s & (kDone | kReleased)) != 0) break;
+      _mm_pause();
+    }
+    s = pc->state.load(std::memory_order_acquire);
+    while ((s & (kDone | kReleased)) == 0) {
+      if (!time_.park_until(pc->parker, wait_deadline) && time_.now() >= wait_deadline) {
+        try_release(pc, kReleasedTimeout);
+      }
+      s = pc->state.load(std::memory_order_acquire);
+    }
+  }
+  Result<std::string> out = (s & kReleased) != 0
+                                ? Result<std::string>(tl::unexpected<Error>(release_error(*pc, s)))
+                                : std::move(inv.result);
+  unref(pc);
+  return out;
+}
+
+void EngineCore::on_fiber_wait_deadline(Timer* t) {
+  PendingCall* pc = call_of(t);
+  EngineCore& core = *pc->inv.core;
+  if (core.try_release(pc, kReleasedTimeout)) core.deliver_release(pc, kReleasedTimeout);
+  core.unref(pc);  // the timer's reference
+}
+
+// ---- async ----
+
+Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view payload,
+                                      InvokeCallback callback, const InvokeOptions& options) {
+  FunctionRecord* fn = handle.record_;
+  if (auto ok = check_call(fn, payload, nullptr, options_.max_async_payload); !ok) return ok;
+  if (!callback) {
+    return fail(ErrorCode::kInvalidArgument, cat("invoke_async of '", fn->name, "': callback is empty"));
+  }
+  if (shutting_down_.load(std::memory_order_seq_cst)) {
+    return fail(ErrorCode::kShuttingDown, cat("function '", fn->name, "': engine is shutting down"));
+  }
+  Fiber* self = current_fiber();
+  Invocation* parent = self != nullptr ? static_cast<Invocation*>(self->task()) : nullptr;
+  if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) {
+    return tl::unexpected<Error>(recursion_error(*fn, parent));
+  }
+  // References: the handler's side, the delivery of the outcome, and the queue timer.
+  PendingCall* pc = acquire_call(fn, 3);
+  Invocation& inv = pc->inv;
+  inv.depth = parent != nullptr ? parent->depth + 1 : 0;
+  pc->waiter = WaiterKind::kCallback;
+  pc->callback = std::move(callback);
+  pc->payload_copy.assign(payload.data(), payload.size());
+  inv.payload = pc->payload_copy;
+  if (options.client_context != nullptr) {
+    pc->client_context_copy = *options.client_context;
+    inv.client_context = &pc->client_context_copy;
+  }
+  // The execution deadline starts at admission (start_async); until then the queue wait runs.
+  inv.timeout_ns = fn->timeout_ns;
+  if (options.timeout) inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
+  if (parent != nullptr) {
+    inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - time_.now()));
+  }
+  const std::int64_t queue_wait = options.max_queue_wait ? to_nanos(*options.max_queue_wait) : fn->max_queue_wait_ns;
+  pc->queue_wait_ns = queue_wait;
+  pc->queue_timer.deadline = add_saturating(time_.now(), queue_wait);
+  pc->queue_timer.fire = &EngineCore::on_queue_timeout;
+
+  switch (fn->gate->acquire_or_enqueue(&pc->gate_link, options_.max_queued_per_function,
+                                       scheduler_->timer_thread(), &pc->queue_timer)) {
+    case ConcurrencyGate::Enqueued::kAdmitted:
+      pc->refs.fetch_sub(1, std::memory_order_relaxed);  // no queue timer
+      start_async(pc);
+      return {};
+    case ConcurrencyGate::Enqueued::kQueued:
+      return {};
+    case ConcurrencyGate::Enqueued::kFull:
+      break;
+  }
+  throttles_.fetch_add(1, std::memory_order_relaxed);
+  const std::string limit = fn->gate->description();
+  pc->callback = nullptr;
+  pc->refs.store(1, std::memory_order_relaxed);
+  unref(pc);
+  return fail(ErrorCode::kQueueFull,
+              cat("function '", fn->name, "': ", options_.max_queued_per_function,
+                           " async invokes already wait for a slot of the ", limit));
+}
+
+void EngineCore::start_async(PendingCall* pc) {
+  Invocation& inv = pc->inv;
+  inv.deadline = add_saturating(time_.now(), inv.timeout_ns);
+  // The deadline is watched by the timer thread, so a handler that never yields cannot keep
+  // its callback waiting past it.
+  pc->refs.fetch_add(1, std::memory_order_relaxed);
+  pc->deadline_timer.deadline = inv.deadline;
+  pc->deadline_timer.fire = &EngineCore::on_async_deadline;
+  scheduler_->timer_thread().add(&pc->deadline_timer);
+  scheduler_->submit(&inv);
+}
+
+void EngineCore::admit_waiter(GateWaiter* w, void* self) {
+  auto* core = static_cast<EngineCore*>(self);
+  auto* pc = static_cast<PendingCall*>(w->owner);
+  if (core->scheduler_->timer_thread().cancel(&pc->queue_timer)) core->unref(pc);
+  core->start_async(pc);
+}
+
+void EngineCore::on_async_deadline(Timer* t) {
+  PendingCall* pc = call_of(t);
+  EngineCore& core = *pc->inv.core;
+  if (core.try_release(pc, kReleasedTimeout)) {
+    auto callback = std::move(pc->callback);
+    callback(tl::unexpected<Error>(core.release_error(*pc, kReleasedTimeout)));
+    core.unref(pc);  // delivery
+  }
+  core.unref(pc);  // the timer's reference
+}
+
+void EngineCore::on_queue_timeout(Timer* t) {
+  PendingCall* pc = call_of(t);
+  EngineCore& core = *pc->inv.core;
+  FunctionRecord& fn = *pc->inv.fn;
+  if (fn.gate->remove(&pc->gate_link)) {
+    core.timeouts_.fetch_add(1, std::memory_order_relaxed);
+    pc->state.fetch_or(kStarted | kReleasedTimeout);
+    auto callback = std::move(pc->callback);
+    callback(fail(ErrorCode::kTimeout,
+                  cat("function '", fn.name, "': waited ",
+                               absl::FormatDuration(absl::Nanoseconds(pc->queue_wait_ns)),
+                               " in the queue for a slot of the ", fn.gate->description(), " (",
+                               fn.gate->limit(), "); it never ran")));
+    core.unref(pc);  // delivery
+    core.unref(pc);  // never submitted: the handler's side
+  }
+  core.unref(pc);  // the timer's reference
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,97 @@
+// fiber.hpp — a pooled, reusable fiber on a guard-paged stack (Boost.Context underneath).
+//
+// A Fiber is created once and then runs task after task: its body is a loop that runs the
+// assigned Task and switches back out. Handing a pooled fiber a new task costs one switch
+// pair, not a fiber creation. Whoever calls switch_in() is the fiber's resumer until it
+// switches out again; a fiber never migrates between threads while a task runs on it
+// (schedulers resume a suspended fiber only from its home executor's thread).
+//
+// Switches are annotated for AddressSanitizer and ThreadSanitizer, so sanitizer builds see
+// each fiber's stack as a stack of its own.
+#pragma once
+
+#include <boost/context/fiber.hpp>
+#include <cstddef>
+#include <cstdint>
+
+#include "sched/stack_pool.hpp"
+
+namespace ember::detail {
+
+class Executor;
+class LazyHost;
+class Scheduler;
+
+// A unit of work for a fiber. Derived records (invocations) put their own data after it.
+struct Task {
+  void (*run)(Task*) = nullptr;       // runs on the fiber; must not throw
+  void (*abandon)(Task*) = nullptr;   // completes it with an error when no fiber can be had
+  std::size_t stack_size = 0;         // which fiber stacks may run it (StackPool::round_size'd)
+};
+
+class Fiber final {
+ public:
+  // Maps (or reuses) a stack of `stack_size` bytes; check valid() afterwards.
+  Fiber(Scheduler& owner, StackPool& stacks, std::size_t stack_size, std::uint32_t id);
+  // Ends the fiber's loop (it must be idle, not suspended inside a task) and returns its stack.
+  ~Fiber();
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
+  [[nodiscard]] bool valid() const noexcept { return stack_.top != nullptr; }
+  // Gives the fiber a task. Its home executor is `home`, or, for an inline invocation on a
+  // non-worker thread, an InlineHost that `lazy` builds the first time the fiber suspends.
+  void assign(Task* task, Executor* home, LazyHost* lazy = nullptr) noexcept {
+    task_ = task;
+    home_ = home;
+    lazy_home_ = lazy;
+  }
+  // Runs the fiber until it switches out: its task finished (idle() is then true) or it
+  // suspended (someone will make it ready on its home executor later).
+  void switch_in() noexcept;
+  // From inside the fiber: back to whoever switched in. Returns when resumed.
+  void switch_out() noexcept;
+
+  [[nodiscard]] bool idle() const noexcept { return task_ == nullptr; }
+  [[nodiscard]] Task* task() const noexcept { return task_; }
+  [[nodiscard]] Scheduler& owner() const noexcept { return owner_; }
+  // The executor that resumes this fiber when it becomes ready. Call it (from the fiber)
+  // before publishing the fiber to a waker: for inline roots it builds the host on first use.
+  [[nodiscard]] Executor* home() noexcept;
+  // The home as given, or the lazy host to inherit (for a nested inline child).
+  [[nodiscard]] Executor* home_if_built() const noexcept { return home_; }
+  [[nodiscard]] LazyHost* lazy_home() const noexcept { return lazy_home_; }
+  [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+  [[nodiscard]] std::size_t stack_size() const noexcept { return stack_.size; }
+  // Counts the tasks this fiber has started; with id() it makes request ids unique.
+  [[nodiscard]] std::uint64_t next_sequence() noexcept { return ++sequence_; }
+
+  Fiber* next_free = nullptr;  // intrusive free-list link, owned by whichever pool holds it
+
+ private:
+  void arrived() noexcept;  // first thing after gaining control inside the fiber
+  boost::context::fiber body(boost::context::fiber&& caller);
+
+  Scheduler& owner_;
+  StackPool& stacks_;
+  Stack stack_;
+  std::uint32_t id_;
+  std::uint64_t sequence_ = 0;
+  Task* task_ = nullptr;
+  Executor* home_ = nullptr;
+  LazyHost* lazy_home_ = nullptr;
+  bool stopping_ = false;
+  boost::context::fiber self_;    // the suspended fiber (empty while it runs)
+  boost::context::fiber caller_;  // whoever switched in (valid while it runs)
+  // Sanitizer bookkeeping (unused in plain builds).
+  void* asan_fake_stack_ = nullptr;
+  const void* caller_stack_bottom_ = nullptr;
+  std::size_t caller_stack_size_ = 0;
+  void* tsan_fiber_ = nullptr;
+  void* tsan_caller_ = nullptr;
+};
+
+// The fiber running on this thread, or nullptr outside any fiber.
+[[nodiscard]] Fiber* current_fiber() noexcept;
+
+}  // namespace ember::detail

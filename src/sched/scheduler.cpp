@@ -1,0 +1,356 @@
+#include "sched/scheduler.hpp"
+
+#include <absl/random/random.h>
+#include <immintrin.h>
+
+#include <algorithm>
+
+namespace ember::detail {
+
+namespace {
+
+// The worker this thread is (nullptr on other threads).
+thread_local Worker* tls_worker = nullptr;
+
+// One idle fiber kept per non-worker thread, so that an inline invoke from a game loop or a
+// trading thread takes and returns its fiber without any atomic operation. `serial` says which
+// scheduler the fiber belongs to; a fiber of another (or a destroyed) scheduler is ignored,
+// never touched: its owner's FiberPool frees it.
+struct InlineFiberCache {
+  std::uint64_t serial = 0;
+  Fiber* fiber = nullptr;
+};
+thread_local InlineFiberCache tls_inline_cache;
+
+}  // namespace
+
+Executor* Fiber::home() noexcept {
+  if (home_ == nullptr && lazy_home_ != nullptr) home_ = &lazy_home_->get();
+  return home_;
+}
+
+// ---- FiberList / FiberPool ----
+
+Fiber* FiberList::take(std::size_t stack_size) noexcept {
+  for (auto& [size, head] : heads_) {
+    if (size == stack_size) {
+      Fiber* f = head;
+      if (f != nullptr) head = f->next_free;
+      return f;
+    }
+  }
+  return nullptr;
+}
+
+void FiberList::give(Fiber* f) noexcept {
+  const std::size_t size = f->stack_size();
+  for (auto& [s, head] : heads_) {
+    if (s == size) {
+      f->next_free = head;
+      head = f;
+      return;
+    }
+  }
+  f->next_free = nullptr;
+  heads_.emplace_back(size, f);
+}
+
+FiberPool::~FiberPool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  all_.clear();
+}
+
+Fiber* FiberPool::create(std::size_t stack_size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto fiber = std::make_unique<Fiber>(owner_, stacks_, stack_size, static_cast<std::uint32_t>(all_.size() + 1));
+  if (!fiber->valid()) return nullptr;
+  all_.push_back(std::move(fiber));
+  return all_.back().get();
+}
+
+Fiber* FiberPool::take_shared(std::size_t stack_size) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Fiber* f = shared_.take(stack_size)) return f;
+  }
+  return create(stack_size);
+}
+
+void FiberPool::give_shared(Fiber* f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  shared_.give(f);
+}
+
+std::size_t FiberPool::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return all_.size();
+}
+
+// ---- Worker ----
+
+Worker::Worker(Scheduler& scheduler, int index) : scheduler_(scheduler), index_(index) {
+  ready_local_.reserve(64);
+  ready_batch_.reserve(64);
+  thread_ = std::thread([this] { loop(); });
+}
+
+Worker::~Worker() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::ready(Fiber* f) noexcept {
+  if (tls_worker == this) {
+    ready_local_.push_back(f);
+    return;
+  }
+  ready_remote_.enqueue(f);
+  wake_if_parked();
+}
+
+bool Worker::wake_if_parked() noexcept {
+  // Pairs with the fence in loop(): either we see parked_ or the worker sees our work.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_relaxed) && parked_.exchange(false, std::memory_order_acq_rel)) {
+    scheduler_.parked_count_.fetch_sub(1, std::memory_order_relaxed);
+    parker_.unpark();
+    return true;
+  }
+  return false;
+}
+
+void Worker::resume(Fiber* f) {
+  f->switch_in();
+  if (f->idle()) {
+    if (&f->owner() == &scheduler_) {
+      free_.give(f);
+    } else {
+      f->owner().release_fiber(f);  // a nested invoke into another engine ran here
+    }
+  }
+}
+
+void Worker::start_task(Task* t) {
+  Fiber* f = free_.take(t->stack_size);
+  if (f == nullptr) f = scheduler_.fibers_.create(t->stack_size);
+  if (f == nullptr) {
+    t->abandon(t);
+    return;
+  }
+  f->assign(t, this);
+  resume(f);
+}
+
+bool Worker::run_ready() {
+  Fiber* f;
+  while (ready_remote_.try_dequeue(f)) ready_local_.push_back(f);
+  if (ready_local_.empty()) return false;
+  // Fibers made ready while this batch runs go to the next round (fair to new tasks).
+  ready_batch_.swap(ready_local_);
+  for (Fiber* fiber : ready_batch_) resume(fiber);
+  ready_batch_.clear();
+  return true;
+}
+
+bool Worker::run_new_task() {
+  Task* t = nullptr;
+  if (tasks_.try_dequeue(t) || (t = scheduler_.take_injected()) != nullptr ||
+      (t = scheduler_.steal(index_)) != nullptr) {
+    start_task(t);
+    return true;
+  }
+  return false;
+}
+
+bool Worker::has_work() noexcept {
+  if (!ready_local_.empty() || ready_remote_.size_approx() != 0 || tasks_.size_approx() != 0 ||
+      scheduler_.injection_.size_approx() != 0) {
+    return true;
+  }
+  for (auto& w : scheduler_.workers_) {
+    if (w.get() != this && w->tasks_.size_approx() != 0) return true;
+  }
+  return false;
+}
+
+void Worker::loop() {
+  tls_worker = this;
+  TimeSource& time = scheduler_.time_;
+  std::int64_t spins = 0;
+  for (;;) {
+    const std::int64_t next_timer = timers_.fire_expired(time.now());
+    bool worked = run_ready();
+    worked = run_new_task() || worked;
+    if (worked) {
+      spins = 0;
+      continue;
+    }
+    if (scheduler_.stopping_.load(std::memory_order_acquire)) break;
+    if (spins++ < scheduler_.spin_iterations_) {
+      _mm_pause();
+      continue;
+    }
+    // Park: announce it, then look once more so that a submission racing with us is seen
+    // either by us (here) or by the submitter (parked_ is true).
+    parked_.store(true, std::memory_order_relaxed);
+    scheduler_.parked_count_.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!has_work() && !scheduler_.stopping_.load(std::memory_order_acquire)) {
+      time.park_until(parker_, next_timer);
+    }
+    if (parked_.exchange(false, std::memory_order_acq_rel)) {
+      scheduler_.parked_count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    spins = 0;
+  }
+  free_.drain([this](Fiber* f) { scheduler_.fibers_.give_shared(f); });
+  tls_worker = nullptr;
+}
+
+// ---- InlineHost ----
+
+void InlineHost::ready(Fiber* f) noexcept {
+  // Unpark under the lock: the host takes mu_ once more before it returns, so it (and this
+  // object on its stack) outlive our touching it.
+  std::lock_guard<std::mutex> lock(mu_);
+  ready_.push_back(f);
+  parker_.unpark();
+}
+
+void InlineHost::run_until_idle(Fiber* root) {
+  TimeSource& time = scheduler_.time();
+  while (!root->idle()) {
+    const std::int64_t next_timer = timers_.fire_expired(time.now());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch_.swap(ready_);
+    }
+    for (Fiber* f : batch_) {
+      f->switch_in();
+      if (f->idle() && f != root) scheduler_.release_fiber(f);
+    }
+    const bool worked = !batch_.empty();
+    batch_.clear();
+    if (worked || root->idle()) continue;
+    time.park_until(parker_, next_timer);
+  }
+  std::lock_guard<std::mutex> lock(mu_);  // see ready()
+}
+
+// ---- TimerThread ----
+
+TimerThread::TimerThread(TimeSource& time) : time_(time) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+TimerThread::~TimerThread() {
+  stopping_.store(true, std::memory_order_release);
+  parker_.unpark();
+  thread_.join();
+}
+
+void TimerThread::add(Timer* t) {
+  if (timers_.add(t)) parker_.unpark();  // a new earliest deadline: re-compute the sleep
+}
+
+void TimerThread::loop() {
+  while (!stopping_.load(std::memory_order_acquire)) {
+    const std::int64_t next = timers_.fire_expired(time_.now());
+    time_.park_until(parker_, next);
+  }
+}
+
+// ---- Scheduler ----
+
+Scheduler::Scheduler(TimeSource& time, int workers, std::int64_t spin_ns)
+    : time_(time),
+      spin_iterations_(std::max<std::int64_t>(1, spin_ns / 40)),
+      serial_(absl::Uniform<std::uint64_t>(absl::BitGen()) | 1),
+      fibers_(*this, stacks_),
+      timer_thread_(time) {
+  workers_.reserve(static_cast<std::size_t>(workers));
+  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+}
+
+Scheduler::~Scheduler() {
+  stopping_.store(true, std::memory_order_release);
+  for (auto& w : workers_) {
+    w->parker_.unpark();
+  }
+  for (auto& w : workers_) {
+    if (w->thread_.joinable()) w->thread_.join();
+  }
+  workers_.clear();
+}
+
+Worker* Scheduler::current_worker() const noexcept {
+  Worker* w = tls_worker;
+  return (w != nullptr && &w->scheduler_ == this) ? w : nullptr;
+}
+
+void Scheduler::submit(Task* t) noexcept {
+  if (Worker* w = current_worker()) {
+    w->push_task(t);
+  } else {
+    injection_.enqueue(t);
+  }
+  notify_work();
+}
+
+void Scheduler::notify_work() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (parked_count_.load(std::memory_order_relaxed) == 0) return;
+  for (auto& w : workers_) {
+    if (w->wake_if_parked()) return;
+  }
+}
+
+Task* Scheduler::take_injected() noexcept {
+  Task* t = nullptr;
+  return injection_.try_dequeue(t) ? t : nullptr;
+}
+
+Task* Scheduler::steal(int thief) noexcept {
+  const int n = static_cast<int>(workers_.size());
+  for (int i = 1; i < n; ++i) {
+    Task* t = nullptr;
+    if (workers_[static_cast<std::size_t>((thief + i) % n)]->tasks_.try_dequeue(t)) return t;
+  }
+  return nullptr;
+}
+
+Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
+  if (Worker* w = current_worker()) {
+    if (Fiber* f = w->free_.take(stack_size)) return f;
+    return fibers_.create(stack_size);
+  }
+  InlineFiberCache& cache = tls_inline_cache;
+  if (cache.serial == serial_ && cache.fiber != nullptr && cache.fiber->stack_size() == stack_size) {
+    Fiber* f = cache.fiber;
+    cache.fiber = nullptr;
+    return f;
+  }
+  return fibers_.take_shared(stack_size);
+}
+
+void Scheduler::release_fiber(Fiber* f) {
+  if (&f->owner() != this) {
+    f->owner().release_fiber(f);
+    return;
+  }
+  if (Worker* w = current_worker()) {
+    w->free_.give(f);
+    return;
+  }
+  InlineFiberCache& cache = tls_inline_cache;
+  if (cache.serial != serial_) {
+    cache.serial = serial_;  // a fiber cached for another scheduler stays owned by that one
+    cache.fiber = nullptr;
+  }
+  if (cache.fiber == nullptr) {
+    cache.fiber = f;
+    return;
+  }
+  fibers_.give_shared(f);
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,221 @@
+// scheduler.hpp — worker threads, fiber pool, run queues, timers and parking.
+//
+// Layout (DESIGN.md §3.4):
+// - Each Worker owns a thread, a stealable queue of not-yet-started tasks, a queue of its own
+//   suspended fibers that became ready, a timer heap, and free lists of idle fibers.
+// - Threads that are not workers submit into the scheduler's injection queue.
+// - A task may be stolen by any worker until it starts; once started on a fiber, the fiber is
+//   resumed only by its home executor's thread, so a running handler never changes thread.
+// - An idle worker spins for a while, then parks; a submission wakes one parked worker.
+// - InlineHost is the executor of a thread that runs an inline invocation itself: when that
+//   fiber suspends, the calling thread runs a small loop (timers, ready fibers, parking) until
+//   the invocation is done.
+// - The TimerThread fires timers that must not depend on any worker being free (deadlines of
+//   async invocations, queue-wait limits).
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "sched/fiber.hpp"
+#include "sched/parker.hpp"
+#include "sched/stack_pool.hpp"
+#include "sched/time_source.hpp"
+#include "sched/timer_heap.hpp"
+
+namespace ember::detail {
+
+class Scheduler;
+
+// Something that runs suspended fibers when they become ready, and fires timers.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Makes suspended fiber `f` (whose home is this executor) runnable. Thread-safe. The fiber
+  // may still be switching out on this executor's thread; it is resumed only after that.
+  virtual void ready(Fiber* f) noexcept = 0;
+  // Arms a timer fired on this executor's thread. Call only from that thread.
+  void add_timer(Timer* t) { timers_.add(t); }
+  bool cancel_timer(Timer* t) { return timers_.cancel(t); }
+
+ protected:
+  TimerHeap timers_;
+};
+
+// Idle fibers by stack size; owned by one thread (no locking).
+class FiberList final {
+ public:
+  Fiber* take(std::size_t stack_size) noexcept;
+  void give(Fiber* f) noexcept;
+  template <typename F>
+  void drain(F&& sink) {
+    for (auto& [size, head] : heads_) {
+      while (head != nullptr) {
+        Fiber* f = head;
+        head = f->next_free;
+        sink(f);
+      }
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::size_t, Fiber*>> heads_;
+};
+
+// Owns every fiber of a scheduler; hands out idle ones.
+class FiberPool final {
+ public:
+  FiberPool(Scheduler& owner, StackPool& stacks) : owner_(owner), stacks_(stacks) {}
+  ~FiberPool();  // every fiber must be idle by now
+  // A fresh fiber, or nullptr if its stack could not be mapped.
+  Fiber* create(std::size_t stack_size);
+  // The shared free list, for threads that are not workers (mutex-protected).
+  Fiber* take_shared(std::size_t stack_size);
+  void give_shared(Fiber* f);
+  [[nodiscard]] std::size_t size();
+
+ private:
+  Scheduler& owner_;
+  StackPool& stacks_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Fiber>> all_;  // guarded by mu_
+  FiberList shared_;                          // guarded by mu_
+};
+
+class Worker final : public Executor {
+ public:
+  Worker(Scheduler& scheduler, int index);
+  ~Worker() override;
+  void ready(Fiber* f) noexcept override;
+  // Queues a not-yet-started task on this worker (any thread; stealable).
+  void push_task(Task* t) noexcept { tasks_.enqueue(t); }
+  [[nodiscard]] int index() const noexcept { return index_; }
+  // Wakes the worker if it is parked. Returns true if it was.
+  bool wake_if_parked() noexcept;
+  FiberList& free_fibers() noexcept { return free_; }  // worker thread only
+
+ private:
+  friend class Scheduler;
+  void loop();
+  bool run_ready();
+  bool run_new_task();
+  void start_task(Task* t);
+  void resume(Fiber* f);
+  bool has_work() noexcept;
+
+  Scheduler& scheduler_;
+  const int index_;
+  moodycamel::ConcurrentQueue<Task*> tasks_;
+  moodycamel::ConcurrentQueue<Fiber*> ready_remote_;
+  std::vector<Fiber*> ready_local_;   // worker thread only
+  std::vector<Fiber*> ready_batch_;   // worker thread only
+  FiberList free_;                    // worker thread only
+  Parker parker_;
+  std::atomic<bool> parked_{false};
+  std::thread thread_;
+};
+
+// The executor of a non-worker thread that runs an inline invocation. Lives on that thread's
+// stack for the duration of the invocation.
+class InlineHost final : public Executor {
+ public:
+  explicit InlineHost(Scheduler& scheduler) noexcept : scheduler_(scheduler) {}
+  ~InlineHost() override = default;
+  void ready(Fiber* f) noexcept override;
+  // Runs timers and ready fibers on this thread, parking in between, until root->idle().
+  void run_until_idle(Fiber* root);
+
+ private:
+  Scheduler& scheduler_;
+  std::mutex mu_;
+  std::vector<Fiber*> ready_;  // guarded by mu_
+  std::vector<Fiber*> batch_;  // host thread only
+  Parker parker_;
+};
+
+// An InlineHost built only when an inline invocation first suspends: most never do, and the
+// fast path then pays nothing for it. Lives in the inline caller's frame.
+class LazyHost final {
+ public:
+  explicit LazyHost(Scheduler& scheduler) noexcept : scheduler_(scheduler) {}
+  InlineHost& get() {
+    if (!host_) host_.emplace(scheduler_);
+    return *host_;
+  }
+  // After switch_in returned with root not idle: run the host until root is done.
+  void run_until_idle(Fiber* root) { get().run_until_idle(root); }
+
+ private:
+  Scheduler& scheduler_;
+  std::optional<InlineHost> host_;
+};
+
+// A thread that fires timers which must not wait for a free worker.
+class TimerThread final {
+ public:
+  explicit TimerThread(TimeSource& time);
+  ~TimerThread();
+  void add(Timer* t);
+  bool cancel(Timer* t) { return timers_.cancel(t); }
+
+ private:
+  void loop();
+  TimeSource& time_;
+  TimerHeap timers_;
+  Parker parker_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+class Scheduler final {
+ public:
+  Scheduler(TimeSource& time, int workers, std::int64_t spin_ns);
+  ~Scheduler();  // stops and joins the workers; all work must be finished
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a task to start on some worker: the current worker's own queue when called on one
+  // (a nested pool invoke stays near its caller), else the injection queue. Any thread.
+  void submit(Task* t) noexcept;
+  // The worker this thread is, if it is one of ours.
+  [[nodiscard]] Worker* current_worker() const noexcept;
+
+  // An idle fiber for a task started on this thread, and its return afterwards. Workers use
+  // their own free lists; other threads keep one fiber per thread cached, then a shared list.
+  Fiber* acquire_fiber(std::size_t stack_size);
+  // Any idle fiber back to where it belongs (fibers of another scheduler go to their owner).
+  void release_fiber(Fiber* f);
+
+  TimeSource& time() noexcept { return time_; }
+  TimerThread& timer_thread() noexcept { return timer_thread_; }
+  [[nodiscard]] int worker_count() const noexcept { return static_cast<int>(workers_.size()); }
+  [[nodiscard]] std::size_t fiber_count() { return fibers_.size(); }
+  [[nodiscard]] std::size_t stacks_mapped() { return stacks_.mapped_count(); }
+
+ private:
+  friend class Worker;
+  friend class InlineHost;
+  Task* take_injected() noexcept;
+  Task* steal(int thief) noexcept;
+  void notify_work() noexcept;
+
+  TimeSource& time_;
+  const std::int64_t spin_iterations_;
+  const std::uint64_t serial_;  // tells this scheduler's per-thread fiber cache from others'
+  StackPool stacks_;
+  FiberPool fibers_;
+  moodycamel::ConcurrentQueue<Task*> injection_;
+  std::atomic<int> parked_count_{0};
+  std::atomic<bool> stopping_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  TimerThread timer_thread_;
+};
+
+}  // namespace ember::detail
