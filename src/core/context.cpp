@@ -76,7 +76,7 @@ Result<void> EngineCore::check(const Invocation& inv) const {
                 cat("function '", inv.fn->name, "': engine shut down past its drain deadline"));
   }
   if (time_.now() >= inv.deadline) {
-    return fail(ErrorCode::kTimeout, cat("function '", inv.fn->name, "': deadline passed"));
+    return tl::unexpected<Error>(timeout_error(*inv.fn, inv.timeout_ns));
   }
   return {};
 }

@@ -119,6 +119,7 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
   record->stack_size = StackPool::round_size(config.stack_size);
   record->bytes = std::move(bytes);
   record->typed = std::move(typed);
+  record->typed_flag = static_cast<bool>(record->typed.call);
 
   std::lock_guard<std::mutex> lock(config_mu_);
   if (registry_.find(name) != nullptr) {
@@ -198,14 +199,17 @@ void EngineCore::log(LogLevel level, std::string_view function, std::string_view
 }
 
 void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const noexcept {
-  // UUID-shaped: 64 bits of per-engine nonce, the fiber id and the fiber's task sequence.
-  // (fiber id, sequence) is unique within an engine; the nonce separates engines.
-  const std::uint64_t hi = request_nonce_;
-  const std::uint64_t lo = (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^
-                           (inv.sequence & 0xff'ffff'ffffULL);
-  absl::SNPrintF(out, sizeof out, "%08x-%04x-%04x-%04x-%012x", static_cast<std::uint32_t>(hi >> 32),
-                 static_cast<std::uint32_t>((hi >> 16) & 0xffff), static_cast<std::uint32_t>(hi & 0xffff),
-                 static_cast<std::uint32_t>(lo >> 48), lo & 0xffff'ffff'ffffULL);
+  // UUID-shaped. (fiber id, fiber's task sequence) is unique within an engine; a bijective mix
+  // (splitmix64's finaliser) spreads it over the first half, and the per-engine random nonce
+  // fills the second, so ids of different engines differ too.
+  std::uint64_t x = (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^ inv.sequence;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  const std::uint64_t n = request_nonce_;
+  absl::SNPrintF(out, sizeof out, "%08x-%04x-%04x-%04x-%012x", static_cast<std::uint32_t>(x >> 32),
+                 static_cast<std::uint32_t>((x >> 16) & 0xffff), static_cast<std::uint32_t>(x & 0xffff),
+                 static_cast<std::uint32_t>(n >> 48), n & 0xffff'ffff'ffffULL);
 }
 
 void EngineCore::shutdown(absl::Duration drain) {

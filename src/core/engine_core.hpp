@@ -48,6 +48,9 @@ class EngineCore final {
   // timeouts) are returned.
   Result<std::string> invoke(FunctionHandle fn, std::string_view payload, TypedCall* typed,
                              const InvokeOptions& options);
+  // The same, always inlined (only into invoke.cpp's entry points).
+  [[gnu::always_inline]] inline Result<std::string> invoke_impl(FunctionHandle fn, std::string_view payload,
+                                                                TypedCall* typed, const InvokeOptions& options);
   Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
                             const InvokeOptions& options);
   void shutdown(absl::Duration drain);
@@ -66,18 +69,20 @@ class EngineCore final {
   Result<void> sleep(Invocation& inv, absl::Duration d);
   Result<void> yield(Invocation& inv);
   [[nodiscard]] Result<void> check(const Invocation& inv) const;
+  Error timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const;
   static Context make_context(Invocation* inv) noexcept { return Context(inv); }
 
  private:
   Result<void> validate(const EngineOptions& o) const;
   Result<void> validate(std::string_view name, const FunctionConfig& c) const;
-  Result<void> check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
+  [[gnu::cold]] Result<void> check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
                           std::size_t payload_limit) const;
-  Error throttled(const FunctionRecord& fn);
-  Error recursion_error(const FunctionRecord& fn, const Invocation* parent) const;
-  Error timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const;
+  [[gnu::cold]] Error throttled(const FunctionRecord& fn);
+  [[gnu::cold]] Error recursion_error(const FunctionRecord& fn, const Invocation* parent) const;
+  [[gnu::cold]] Error shutting_down_error(const FunctionRecord& fn) const;
+  [[gnu::cold]] tl::unexpected<Error> handler_threw(const FunctionRecord& fn);
 
-  Result<std::string> run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+  [[gnu::always_inline]] inline Result<std::string> run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
                                  const InvokeOptions& options, Invocation* parent, Fiber* self);
   Result<std::string> run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
                                  const InvokeOptions& options, Invocation* parent, Fiber* self);

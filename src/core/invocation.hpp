@@ -34,7 +34,10 @@ struct Invocation : Task {
   std::string_view payload;
   TypedCall* typed = nullptr;       // typed invoke: where In is and where Result<Out> goes
   const ClientContext* client_context = nullptr;
-  Result<std::string> result;       // set by the handler (or by the engine with an error)
+  // Where a bytes handler's result goes: the inline caller's return value (constructed in
+  // place, no move), or `result` below for pooled calls.
+  Result<std::string>* out = nullptr;
+  Result<std::string> result;
   std::int64_t timeout_ns = 0;      // the effective timeout, for messages
   // Identity, set when the invocation starts on a fiber.
   Fiber* fiber = nullptr;
@@ -43,7 +46,7 @@ struct Invocation : Task {
   Fiber* waiting_parent = nullptr;
   // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
   std::atomic<bool> abandoned{false};
-  mutable char request_id[37] = {};   // formatted on first use
+  mutable char request_id[37];        // formatted on first use; [0] == 0 until then
 };
 
 // Completion state bits of a PendingCall.

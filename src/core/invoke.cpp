@@ -124,29 +124,47 @@ std::int64_t EngineCore::deadline_for(const FunctionRecord& fn, const InvokeOpti
 
 Result<std::string> EngineCore::invoke(FunctionHandle handle, std::string_view payload, TypedCall* typed,
                                        const InvokeOptions& options) {
+  return invoke_impl(handle, payload, typed, options);
+}
+
+inline Result<std::string> EngineCore::invoke_impl(FunctionHandle handle, std::string_view payload,
+                                                   TypedCall* typed, const InvokeOptions& options) {
   FunctionRecord* fn = handle.record_;
-  if (auto ok = check_call(fn, payload, typed, options_.max_sync_payload); !ok) {
-    return tl::unexpected<Error>(std::move(ok.error()));
+  // One branch for the common case; check_call says exactly what is wrong otherwise.
+  if (fn == nullptr || fn->owner != this || typed != nullptr || fn->typed_flag ||
+      payload.size() > options_.max_sync_payload) [[unlikely]] {
+    if (auto ok = check_call(fn, payload, typed, options_.max_sync_payload); !ok) {
+      return tl::unexpected<Error>(std::move(ok.error()));
+    }
   }
   Fiber* self = current_fiber();
   Invocation* parent = self != nullptr ? static_cast<Invocation*>(self->task()) : nullptr;
-  if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) {
+  if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) [[unlikely]] {
     return tl::unexpected<Error>(recursion_error(*fn, parent));
   }
-  if (!fn->gate->try_acquire()) return tl::unexpected<Error>(throttled(*fn));
-  // The CAS above is a full barrier: shutdown() either sees our slot or we see its flag.
-  if (shutting_down_.load(std::memory_order_relaxed) && (parent == nullptr || drain_over_.load())) {
-    release_slot(fn);
-    return fail(ErrorCode::kShuttingDown,
-                cat("function '", fn->name, "': engine is shutting down"));
+  if (!fn->gate->try_acquire()) [[unlikely]] {
+    return tl::unexpected<Error>(throttled(*fn));
   }
-  const Dispatch dispatch = options.dispatch.value_or(fn->config.dispatch);
-  if (dispatch == Dispatch::kInline) return run_inline(fn, payload, typed, options, parent, self);
+  // The CAS above is a full barrier: shutdown() either sees our slot or we see its flag.
+  if (shutting_down_.load(std::memory_order_relaxed)) [[unlikely]] {
+    if (parent == nullptr || drain_over_.load()) {
+      release_slot(fn);
+      return tl::unexpected<Error>(shutting_down_error(*fn));
+    }
+  }
+  if (options.dispatch.value_or(fn->config.dispatch) == Dispatch::kInline) [[likely]] {
+    return run_inline(fn, payload, typed, options, parent, self);
+  }
   return run_pooled(fn, payload, typed, options, parent, self);
 }
 
-Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
+Error EngineCore::shutting_down_error(const FunctionRecord& fn) const {
+  return Error{ErrorCode::kShuttingDown, cat("function '", fn.name, "': engine is shutting down")};
+}
+
+inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
                                            const InvokeOptions& options, Invocation* parent, Fiber* self) {
+  Result<std::string> out;  // the caller's return value: the handler constructs into it
   Invocation inv;
   inv.run = &EngineCore::run_task;
   inv.abandon = &EngineCore::abandon_task;
@@ -162,12 +180,14 @@ Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view 
   inv.payload = payload;
   inv.typed = typed;
   inv.client_context = options.client_context;
+  inv.out = &out;
+  inv.request_id[0] = '\0';
 
   Fiber* f = scheduler_->acquire_fiber(fn->stack_size);
-  if (f == nullptr) {
+  if (f == nullptr) [[unlikely]] {
     release_slot(fn);
     return fail(ErrorCode::kInternal, cat("function '", fn->name, "': could not map a fiber stack of ",
-                                                   fn->stack_size, " bytes"));
+                                          fn->stack_size, " bytes"));
   }
   if (parent != nullptr) {
     // Nested: the child shares the parent's thread and home executor.
@@ -186,10 +206,10 @@ Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view 
     LazyHost host(*scheduler_);
     f->assign(&inv, nullptr, &host);
     f->switch_in();
-    if (!f->idle()) host.run_until_idle(f);
+    if (!f->idle()) [[unlikely]] host.run_until_idle(f);
     scheduler_->release_fiber(f);
   }
-  return std::move(inv.result);
+  return out;
 }
 
 void EngineCore::run_task(Task* t) {
@@ -240,7 +260,7 @@ void EngineCore::set_error(Invocation& inv, Error error) {
   if (inv.typed != nullptr) {
     inv.typed->set_error(inv.typed->out, std::move(error));
   } else {
-    inv.result = tl::unexpected<Error>(std::move(error));
+    *inv.out = tl::unexpected<Error>(std::move(error));
   }
 }
 
@@ -259,30 +279,48 @@ void EngineCore::note_overrun(const Invocation& inv_const) {
 void EngineCore::call_handler(Invocation& inv) {
   FunctionRecord& fn = *inv.fn;
   Context ctx(&inv);
-  try {
-    if (inv.typed != nullptr) {
-      fn.typed.call(ctx, inv.typed->in, inv.typed->out);
-    } else {
-      inv.result = fn.bytes(ctx, inv.payload);
+  if (inv.typed == nullptr) [[likely]] {
+    // Construct the handler's result straight into the caller's Result: no move, no copy.
+    Result<std::string>* out = inv.out;
+    out->~Result<std::string>();
+    try {
+      ::new (static_cast<void*>(out)) Result<std::string>(fn.bytes(ctx, inv.payload));
+    } catch (const boost::context::detail::forced_unwind&) {
+      ::new (static_cast<void*>(out)) Result<std::string>();
+      throw;  // a fiber being unwound: never swallow it
+    } catch (...) {
+      ::new (static_cast<void*>(out)) Result<std::string>(handler_threw(fn));
+      return;
     }
-  } catch (const boost::context::detail::forced_unwind&) {
-    throw;  // a fiber being unwound: never swallow it
-  } catch (...) {
-    handler_errors_.fetch_add(1, std::memory_order_relaxed);
-    set_error(inv, Error{ErrorCode::kHandlerFailed,
-                         cat("function '", fn.name, "' threw ", describe_current_exception())});
+    if (!out->has_value()) [[unlikely]] {
+      // A handler that gives up with the kTimeout its suspension point reported timed out.
+      // One that stops because its caller was released (kCancelled) was counted at the release.
+      const ErrorCode code = out->error().code;
+      if (code == ErrorCode::kTimeout) {
+        timeouts_.fetch_add(1, std::memory_order_relaxed);
+      } else if (code != ErrorCode::kCancelled) {
+        handler_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else if (out->value().size() > options_.max_sync_payload) [[unlikely]] {
+      const std::size_t size = out->value().size();
+      *out = fail(ErrorCode::kPayloadTooLarge, cat("function '", fn.name, "': response of ", size,
+                                                   " bytes exceeds the limit of ", options_.max_sync_payload));
+    }
     return;
   }
-  if (inv.typed == nullptr) {
-    if (!inv.result) {
-      handler_errors_.fetch_add(1, std::memory_order_relaxed);
-    } else if (inv.result->size() > options_.max_sync_payload) {
-      const std::size_t size = inv.result->size();
-      inv.result = fail(ErrorCode::kPayloadTooLarge,
-                        cat("function '", fn.name, "': response of ", size,
-                                     " bytes exceeds the limit of ", options_.max_sync_payload));
-    }
+  try {
+    fn.typed.call(ctx, inv.typed->in, inv.typed->out);
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;
+  } catch (...) {
+    set_error(inv, handler_threw(fn).value());
   }
+}
+
+tl::unexpected<Error> EngineCore::handler_threw(const FunctionRecord& fn) {
+  handler_errors_.fetch_add(1, std::memory_order_relaxed);
+  return tl::unexpected<Error>(
+      Error{ErrorCode::kHandlerFailed, cat("function '", fn.name, "' threw ", describe_current_exception())});
 }
 
 // ---- pooled calls ----
@@ -300,6 +338,7 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
     all_calls_.push_back(std::move(fresh));
   }
   Invocation& inv = pc->inv;
+  inv.out = &inv.result;
   inv.run = &EngineCore::run_task;
   inv.abandon = &EngineCore::abandon_task;
   inv.stack_size = fn->stack_size;
@@ -604,3 +643,14 @@ void EngineCore::on_queue_timeout(Timer* t) {
 }
 
 }  // namespace ember::detail
+
+namespace ember {
+
+// The public entry point of the hot path: invoke_impl, run_inline and the fiber switch are all
+// inlined into this one frame (see Fiber::body for why frames around a switch matter).
+Result<std::string> Engine::invoke(FunctionHandle fn, std::string_view payload,
+                                   const InvokeOptions& options) {
+  return core_->invoke_impl(fn, payload, nullptr, options);
+}
+
+}  // namespace ember

@@ -37,7 +37,8 @@ struct FunctionRecord {
   ConcurrencyGate* gate = nullptr;                 // own_gate or the engine's unreserved gate
   std::unique_ptr<ConcurrencyGate> own_gate;       // reserved functions only
   std::atomic<int> queued{0};                      // async invokes waiting for a slot
-  [[nodiscard]] bool is_typed() const noexcept { return static_cast<bool>(typed.call); }
+  bool typed_flag = false;                         // == static_cast<bool>(typed.call)
+  [[nodiscard]] bool is_typed() const noexcept { return typed_flag; }
 };
 
 class Registry final {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sched/sanitizers.hpp"
 #include "sched/stack_pool.hpp"
 
 namespace ember::detail {
@@ -47,8 +48,9 @@ class Fiber final {
     lazy_home_ = lazy;
   }
   // Runs the fiber until it switches out: its task finished (idle() is then true) or it
-  // suspended (someone will make it ready on its home executor later).
-  void switch_in() noexcept;
+  // suspended (someone will make it ready on its home executor later). Inline, so that the
+  // switch happens in the caller's frame (see Fiber::body).
+  inline void switch_in() noexcept;
   // From inside the fiber: back to whoever switched in. Returns when resumed.
   void switch_out() noexcept;
 
@@ -91,7 +93,31 @@ class Fiber final {
   void* tsan_caller_ = nullptr;
 };
 
+// The fiber running on each thread. Per thread, not per engine: a thread runs one fiber at a
+// time whatever engine it belongs to, so several engines coexist. initial-exec: libember is
+// linked, not dlopen'ed, so its TLS is static and a read is one instruction, not a call.
+extern constinit thread_local Fiber* tls_current_fiber [[gnu::tls_model("initial-exec")]];
+
 // The fiber running on this thread, or nullptr outside any fiber.
-[[nodiscard]] Fiber* current_fiber() noexcept;
+[[nodiscard]] inline Fiber* current_fiber() noexcept { return tls_current_fiber; }
+
+inline void Fiber::switch_in() noexcept {
+  Fiber* previous = tls_current_fiber;
+  tls_current_fiber = this;
+#if defined(EMBER_ASAN)
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, static_cast<char*>(stack_.top) - stack_.size,
+                                 stack_.size);
+#endif
+#if defined(EMBER_TSAN)
+  tsan_caller_ = __tsan_get_current_fiber();
+  __tsan_switch_to_fiber(tsan_fiber_, 0);
+#endif
+  self_ = std::move(self_).resume();
+#if defined(EMBER_ASAN)
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+  tls_current_fiber = previous;
+}
 
 }  // namespace ember::detail

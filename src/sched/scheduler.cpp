@@ -7,22 +7,8 @@
 
 namespace ember::detail {
 
-namespace {
-
-// The worker this thread is (nullptr on other threads).
-thread_local Worker* tls_worker = nullptr;
-
-// One idle fiber kept per non-worker thread, so that an inline invoke from a game loop or a
-// trading thread takes and returns its fiber without any atomic operation. `serial` says which
-// scheduler the fiber belongs to; a fiber of another (or a destroyed) scheduler is ignored,
-// never touched: its owner's FiberPool frees it.
-struct InlineFiberCache {
-  std::uint64_t serial = 0;
-  Fiber* fiber = nullptr;
-};
-thread_local InlineFiberCache tls_inline_cache;
-
-}  // namespace
+constinit thread_local Worker* tls_worker = nullptr;
+constinit thread_local InlineFiberCache tls_inline_cache;
 
 Executor* Fiber::home() noexcept {
   if (home_ == nullptr && lazy_home_ != nullptr) home_ = &lazy_home_->get();
@@ -318,21 +304,15 @@ Task* Scheduler::steal(int thief) noexcept {
   return nullptr;
 }
 
-Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
+Fiber* Scheduler::acquire_fiber_slow(std::size_t stack_size) {
   if (Worker* w = current_worker()) {
     if (Fiber* f = w->free_.take(stack_size)) return f;
     return fibers_.create(stack_size);
   }
-  InlineFiberCache& cache = tls_inline_cache;
-  if (cache.serial == serial_ && cache.fiber != nullptr && cache.fiber->stack_size() == stack_size) {
-    Fiber* f = cache.fiber;
-    cache.fiber = nullptr;
-    return f;
-  }
   return fibers_.take_shared(stack_size);
 }
 
-void Scheduler::release_fiber(Fiber* f) {
+void Scheduler::release_fiber_slow(Fiber* f) {
   if (&f->owner() != this) {
     f->owner().release_fiber(f);
     return;

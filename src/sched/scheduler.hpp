@@ -33,6 +33,20 @@
 namespace ember::detail {
 
 class Scheduler;
+class Worker;
+
+// The worker this thread is (nullptr on other threads). initial-exec TLS: one instruction.
+extern constinit thread_local Worker* tls_worker [[gnu::tls_model("initial-exec")]];
+
+// One idle fiber kept per non-worker thread, so that an inline invoke from a game loop or a
+// trading thread takes and returns its fiber without any atomic operation. `serial` says which
+// scheduler the fiber belongs to; a fiber of another (or a destroyed) scheduler is ignored,
+// never touched: its owner's FiberPool frees it.
+struct InlineFiberCache {
+  std::uint64_t serial = 0;
+  Fiber* fiber = nullptr;
+};
+extern constinit thread_local InlineFiberCache tls_inline_cache [[gnu::tls_model("initial-exec")]];
 
 // Something that runs suspended fibers when they become ready, and fires timers.
 class Executor {
@@ -189,6 +203,7 @@ class Scheduler final {
 
   // An idle fiber for a task started on this thread, and its return afterwards. Workers use
   // their own free lists; other threads keep one fiber per thread cached, then a shared list.
+  // The cached case is inline: no call, no atomic.
   Fiber* acquire_fiber(std::size_t stack_size);
   // Any idle fiber back to where it belongs (fibers of another scheduler go to their owner).
   void release_fiber(Fiber* f);
@@ -202,6 +217,8 @@ class Scheduler final {
  private:
   friend class Worker;
   friend class InlineHost;
+  Fiber* acquire_fiber_slow(std::size_t stack_size);
+  void release_fiber_slow(Fiber* f);
   Task* take_injected() noexcept;
   Task* steal(int thief) noexcept;
   void notify_work() noexcept;
@@ -217,5 +234,28 @@ class Scheduler final {
   std::vector<std::unique_ptr<Worker>> workers_;
   TimerThread timer_thread_;
 };
+
+inline Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
+  if (tls_worker == nullptr) {
+    InlineFiberCache& cache = tls_inline_cache;
+    Fiber* f = cache.fiber;
+    if (cache.serial == serial_ && f != nullptr && f->stack_size() == stack_size) {
+      cache.fiber = nullptr;
+      return f;
+    }
+  }
+  return acquire_fiber_slow(stack_size);
+}
+
+inline void Scheduler::release_fiber(Fiber* f) {
+  if (tls_worker == nullptr && &f->owner() == this) {
+    InlineFiberCache& cache = tls_inline_cache;
+    if (cache.serial == serial_ && cache.fiber == nullptr) {
+      cache.fiber = f;
+      return;
+    }
+  }
+  release_fiber_slow(f);
+}
 
 }  // namespace ember::detail
