@@ -14,6 +14,7 @@
 //   async invocations, queue-wait limits).
 #pragma once
 
+#include <absl/container/inlined_vector.h>
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <atomic>
@@ -149,8 +150,9 @@ class InlineHost final : public Executor {
  private:
   Scheduler& scheduler_;
   std::mutex mu_;
-  std::vector<Fiber*> ready_;  // guarded by mu_
-  std::vector<Fiber*> batch_;  // host thread only
+  // Built per suspended inline invocation: inline storage keeps it allocation-free.
+  absl::InlinedVector<Fiber*, 4> ready_;  // guarded by mu_
+  absl::InlinedVector<Fiber*, 4> batch_;  // host thread only
   Parker parker_;
 };
 

@@ -8,6 +8,7 @@ namespace ember::detail {
 
 TimeSource::TimeSource(Clock* clock) : clock_(clock) {
   if (clock_ != nullptr) {
+    parked_.reserve(64);  // waits register here; keep that allocation-free
     clock_->add_listener(this);
   } else {
     timespec res;

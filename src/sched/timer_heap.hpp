@@ -8,8 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <absl/container/inlined_vector.h>
+
 #include <mutex>
-#include <vector>
 
 namespace ember::detail {
 
@@ -45,7 +46,7 @@ class TimerHeap final {
   }
 
   std::mutex mu_;
-  std::vector<Timer*> heap_;  // guarded by mu_
+  absl::InlinedVector<Timer*, 4> heap_;  // guarded by mu_; a few timers never allocate
 };
 
 }  // namespace ember::detail
