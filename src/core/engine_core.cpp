@@ -45,6 +45,7 @@ EngineCore::EngineCore(EngineOptions options)
   gates_.push_back(&unreserved_);
   scheduler_ = std::make_unique<Scheduler>(time_, options_.workers,
                                            to_nanos(options_.spin_before_park));
+  scheduler_->watch_running_tasks(&EngineCore::on_overdue, this);
 }
 
 EngineCore::~EngineCore() {
@@ -164,6 +165,13 @@ Result<FunctionHandle> EngineCore::find(std::string_view text) const {
   return FunctionHandle(r);
 }
 
+std::int64_t EngineCore::calls_in_use() {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  std::int64_t n = 0;
+  for (const auto& pc : all_calls_) n += pc->in_use.load(std::memory_order_acquire) ? 1 : 0;
+  return n;
+}
+
 std::int64_t EngineCore::in_flight() const {
   std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(config_mu_));
   std::int64_t n = 0;
@@ -235,9 +243,12 @@ void EngineCore::shutdown(absl::Duration drain) {
     }
   }
 
-  // Drain in-flight invocations until the deadline.
+  // Drain until the deadline: in-flight handlers, and the delivery of their results (an async
+  // callback runs after its handler gave its slot back), i.e. every pooled record in use.
   const std::int64_t deadline = add_saturating(time_.now(), to_nanos(drain));
-  while (in_flight() != 0 && time_.now() < deadline) time_.park_until(drain_parker_, deadline);
+  while ((in_flight() != 0 || calls_in_use() != 0) && time_.now() < deadline) {
+    time_.park_until(drain_parker_, deadline);
+  }
 
   // Past the deadline: refuse nested invokes too, and release every caller still waiting.
   drain_over_.store(true, std::memory_order_seq_cst);

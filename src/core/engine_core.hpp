@@ -107,16 +107,17 @@ class EngineCore final {
   void unref(PendingCall* pc) noexcept;
   // Gives the caller's side an error instead of the result (timeout or shutdown). Exactly one
   // of finish_pooled and try_release wins a call; true if we did.
-  bool try_release(PendingCall* pc, std::uint32_t reason);
-  Error release_error(const PendingCall& pc, std::uint32_t state) const;
-  void deliver_release(PendingCall* pc, std::uint32_t reason_state);
-  void start_async(PendingCall* pc);
+  bool try_release(PendingCall* pc, std::uint64_t reason, std::uint64_t generation = ~std::uint64_t{0});
+  Error release_error(const PendingCall& pc, std::uint64_t state) const;
+  void deliver_release(PendingCall* pc, std::uint64_t reason_state);
+  static std::int64_t on_overdue(Task* task, std::int64_t now, void* self);
+  void start_async(PendingCall* pc, std::int64_t now);
   static void admit_waiter(GateWaiter* w, void* self);
-  static void on_async_deadline(Timer* t);
   static void on_fiber_wait_deadline(Timer* t);
   static void on_queue_timeout(Timer* t);
 
   [[nodiscard]] std::int64_t in_flight() const;
+  [[nodiscard]] std::int64_t calls_in_use();
 
   EngineOptions options_;
   std::optional<Error> init_error_;

@@ -49,13 +49,16 @@ struct Invocation : Task {
   mutable char request_id[37];        // formatted on first use; [0] == 0 until then
 };
 
-// Completion state bits of a PendingCall.
-inline constexpr std::uint32_t kStarted = 1;   // the handler began (or was skipped)
-inline constexpr std::uint32_t kWaiting = 2;   // a fiber waiter is suspended on it
-inline constexpr std::uint32_t kDone = 4;      // the handler's side delivered its result
-inline constexpr std::uint32_t kReleasedTimeout = 8;    // the caller got kTimeout instead
-inline constexpr std::uint32_t kReleasedShutdown = 16;  // the caller got kShuttingDown instead
-inline constexpr std::uint32_t kReleased = kReleasedTimeout | kReleasedShutdown;
+// Completion state of a PendingCall: flag bits below, the record's generation (bumped each time
+// it is reused) in the upper 32 bits, so that a watcher holding a stale pointer cannot release
+// a later invocation by mistake.
+inline constexpr std::uint64_t kStarted = 1;   // the handler began (or was skipped)
+inline constexpr std::uint64_t kWaiting = 2;   // a fiber waiter is suspended on it
+inline constexpr std::uint64_t kDone = 4;      // the handler's side delivered its result
+inline constexpr std::uint64_t kReleasedTimeout = 8;    // the caller got kTimeout instead
+inline constexpr std::uint64_t kReleasedShutdown = 16;  // the caller got kShuttingDown instead
+inline constexpr std::uint64_t kReleased = kReleasedTimeout | kReleasedShutdown;
+inline constexpr int kGenerationShift = 32;
 
 enum class WaiterKind : std::uint8_t { kThread, kFiber, kCallback };
 
@@ -65,13 +68,13 @@ struct CallTimer : Timer {
 
 struct PendingCall {
   Invocation inv;
-  std::atomic<std::uint32_t> state{0};
+  std::atomic<std::uint64_t> state{0};
   std::atomic<int> refs{0};
   WaiterKind waiter = WaiterKind::kThread;
   Fiber* waiter_fiber = nullptr;
   Parker parker;                      // kThread waiter
   InvokeCallback callback;            // kCallback waiter
-  CallTimer deadline_timer;           // TimerThread (callbacks) or the waiter fiber's home
+  CallTimer deadline_timer;           // a waiting fiber's deadline, on its home executor
   CallTimer queue_timer;              // TimerThread: max queue wait of an async invoke
   Executor* timer_home = nullptr;     // where deadline_timer is armed, if on an executor
   std::int64_t queue_wait_ns = 0;     // max queue wait of an async invoke

@@ -173,10 +173,8 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
   inv.fn = fn;
   inv.parent = parent;
   inv.depth = parent != nullptr ? parent->depth + 1 : 0;
-  // Clock read 1 of 2: the coarse clock lags by at most its resolution, so the deadline is
-  // pushed out by that much and never fires early.
-  inv.deadline = deadline_for(*fn, options, parent, time_.now_coarse(), time_.coarse_resolution(),
-                              &inv.timeout_ns);
+  // Clock read 1 of 2, precise: the deadline must never fire early.
+  inv.deadline = deadline_for(*fn, options, parent, time_.now(), 0, &inv.timeout_ns);
   inv.payload = payload;
   inv.typed = typed;
   inv.client_context = options.client_context;
@@ -219,10 +217,12 @@ void EngineCore::run_task(Task* t) {
   inv.sequence = inv.fiber->next_sequence();
   if (inv.pending != nullptr) {
     PendingCall* pc = inv.pending;
-    const std::uint32_t before = pc->state.fetch_or(kStarted, std::memory_order_seq_cst);
+    const std::uint64_t before = pc->state.fetch_or(kStarted, std::memory_order_seq_cst);
     const bool run = (before & kReleased) == 0;
     if (run) {
-      if (core.time_.now() >= inv.deadline) {
+      // Too late to start? (The coarse clock lags, so a task may start up to one tick late;
+      // the timer thread then releases its caller at once.)
+      if (core.time_.now_coarse() >= inv.deadline) {
         core.set_error(inv, core.timeout_error(*inv.fn, inv.timeout_ns));  // waited too long to start
         core.timeouts_.fetch_add(1, std::memory_order_relaxed);
       } else {
@@ -234,9 +234,10 @@ void EngineCore::run_task(Task* t) {
     return;
   }
   core.call_handler(inv);
-  // Clock read 2 of 2: a handler that ran past its deadline without reaching a suspension
-  // point is an overrun; its caller gets kTimeout, as Lambda's would.
-  if (core.time_.now_coarse() > inv.deadline) core.note_overrun(inv);
+  // Clock read 2 of 2, coarse (it lags, so this errs towards no overrun): a handler that ran
+  // past its deadline without reaching a suspension point is an overrun; its caller gets
+  // kTimeout, as Lambda's would.
+  if (core.time_.now_coarse() > inv.deadline) [[unlikely]] core.note_overrun(inv);
   core.release_slot(inv.fn);
   if (inv.waiting_parent != nullptr) {
     Fiber* parent = inv.waiting_parent;
@@ -353,7 +354,10 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.waiting_parent = nullptr;
   inv.abandoned.store(false, std::memory_order_relaxed);
   inv.request_id[0] = '\0';
-  pc->state.store(0, std::memory_order_relaxed);
+  // A new generation; the watched deadline is cleared before it is published (see on_overdue).
+  inv.watch_deadline.store(kNever, std::memory_order_relaxed);
+  const std::uint64_t generation = (pc->state.load(std::memory_order_relaxed) >> kGenerationShift) + 1;
+  pc->state.store(generation << kGenerationShift, std::memory_order_release);
   pc->refs.store(refs, std::memory_order_relaxed);
   pc->waiter_fiber = nullptr;
   pc->timer_home = nullptr;
@@ -365,17 +369,19 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
 
 void EngineCore::unref(PendingCall* pc) noexcept {
   if (pc->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  pc->in_use.store(false, std::memory_order_relaxed);
   pc->callback = nullptr;
   pc->inv.result = std::string();
   pc->client_context_copy.clear();
+  pc->in_use.store(false, std::memory_order_release);
   free_calls_.enqueue(pc);
+  if (shutting_down_.load(std::memory_order_relaxed)) drain_parker_.unpark();
 }
 
-bool EngineCore::try_release(PendingCall* pc, std::uint32_t reason) {
-  std::uint32_t s = pc->state.load(std::memory_order_acquire);
+bool EngineCore::try_release(PendingCall* pc, std::uint64_t reason, std::uint64_t generation) {
+  std::uint64_t s = pc->state.load(std::memory_order_acquire);
   do {
     if ((s & (kDone | kReleased)) != 0) return false;
+    if (generation != ~std::uint64_t{0} && (s >> kGenerationShift) != generation) return false;
   } while (!pc->state.compare_exchange_weak(s, s | reason, std::memory_order_acq_rel));
   pc->inv.abandoned.store(true, std::memory_order_relaxed);
   if (reason == kReleasedTimeout) timeouts_.fetch_add(1, std::memory_order_relaxed);
@@ -391,7 +397,7 @@ bool EngineCore::try_release(PendingCall* pc, std::uint32_t reason) {
   return true;
 }
 
-Error EngineCore::release_error(const PendingCall& pc, std::uint32_t state) const {
+Error EngineCore::release_error(const PendingCall& pc, std::uint64_t state) const {
   if ((state & kReleasedShutdown) != 0) {
     return Error{ErrorCode::kShuttingDown,
                  cat("function '", pc.inv.fn->name, "': engine shut down before it completed")};
@@ -399,7 +405,7 @@ Error EngineCore::release_error(const PendingCall& pc, std::uint32_t state) cons
   return timeout_error(*pc.inv.fn, pc.inv.timeout_ns);
 }
 
-void EngineCore::deliver_release(PendingCall* pc, std::uint32_t reason) {
+void EngineCore::deliver_release(PendingCall* pc, std::uint64_t reason) {
   switch (pc->waiter) {
     case WaiterKind::kThread:
       pc->parker.unpark();
@@ -411,7 +417,6 @@ void EngineCore::deliver_release(PendingCall* pc, std::uint32_t reason) {
       }
       break;
     case WaiterKind::kCallback: {
-      if (scheduler_->timer_thread().cancel(&pc->deadline_timer)) unref(pc);
       auto callback = std::move(pc->callback);
       callback(tl::unexpected<Error>(release_error(*pc, reason)));
       unref(pc);  // delivery
@@ -421,7 +426,7 @@ void EngineCore::deliver_release(PendingCall* pc, std::uint32_t reason) {
 }
 
 void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
-  std::uint32_t s = pc->state.load(std::memory_order_acquire);
+  std::uint64_t s = pc->state.load(std::memory_order_acquire);
   for (;;) {
     if ((s & kReleased) != 0) break;
     if (pc->state.compare_exchange_weak(s, s | kDone, std::memory_order_acq_rel)) break;
@@ -448,7 +453,6 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
         }
         break;
       case WaiterKind::kCallback: {
-        if (scheduler_->timer_thread().cancel(&pc->deadline_timer)) unref(pc);
         auto callback = std::move(pc->callback);
         callback(std::move(pc->inv.result));
         unref(pc);  // delivery
@@ -478,7 +482,7 @@ Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view 
   }
   const std::int64_t wait_deadline = typed != nullptr ? kNever : inv.deadline;
 
-  std::uint32_t s;
+  std::uint64_t s;
   if (self != nullptr) {
     // A handler waiting on a pool-dispatched child: suspend the fiber, wake at the deadline.
     pc->waiter = WaiterKind::kFiber;
@@ -564,19 +568,20 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   // The execution deadline starts at admission (start_async); until then the queue wait runs.
   inv.timeout_ns = fn->timeout_ns;
   if (options.timeout) inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
+  const std::int64_t now = time_.now();  // the one clock read of an async invoke
   if (parent != nullptr) {
-    inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - time_.now()));
+    inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - now));
   }
   const std::int64_t queue_wait = options.max_queue_wait ? to_nanos(*options.max_queue_wait) : fn->max_queue_wait_ns;
   pc->queue_wait_ns = queue_wait;
-  pc->queue_timer.deadline = add_saturating(time_.now(), queue_wait);
+  pc->queue_timer.deadline = add_saturating(now, queue_wait);
   pc->queue_timer.fire = &EngineCore::on_queue_timeout;
 
   switch (fn->gate->acquire_or_enqueue(&pc->gate_link, options_.max_queued_per_function,
                                        scheduler_->timer_thread(), &pc->queue_timer)) {
     case ConcurrencyGate::Enqueued::kAdmitted:
       pc->refs.fetch_sub(1, std::memory_order_relaxed);  // no queue timer
-      start_async(pc);
+      start_async(pc, now);
       return {};
     case ConcurrencyGate::Enqueued::kQueued:
       return {};
@@ -593,15 +598,12 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
                            " async invokes already wait for a slot of the ", limit));
 }
 
-void EngineCore::start_async(PendingCall* pc) {
+void EngineCore::start_async(PendingCall* pc, std::int64_t now) {
   Invocation& inv = pc->inv;
-  inv.deadline = add_saturating(time_.now(), inv.timeout_ns);
-  // The deadline is watched by the timer thread, so a handler that never yields cannot keep
-  // its callback waiting past it.
-  pc->refs.fetch_add(1, std::memory_order_relaxed);
-  pc->deadline_timer.deadline = inv.deadline;
-  pc->deadline_timer.fire = &EngineCore::on_async_deadline;
-  scheduler_->timer_thread().add(&pc->deadline_timer);
+  inv.deadline = add_saturating(now, inv.timeout_ns);
+  // The timer thread watches this deadline while a worker runs the handler, so a handler that
+  // never yields cannot keep its callback waiting past it (on_overdue).
+  inv.watch_deadline.store(inv.deadline, std::memory_order_relaxed);
   scheduler_->submit(&inv);
 }
 
@@ -609,18 +611,26 @@ void EngineCore::admit_waiter(GateWaiter* w, void* self) {
   auto* core = static_cast<EngineCore*>(self);
   auto* pc = static_cast<PendingCall*>(w->owner);
   if (core->scheduler_->timer_thread().cancel(&pc->queue_timer)) core->unref(pc);
-  core->start_async(pc);
+  core->start_async(pc, core->time_.now());  // the execution deadline starts at admission
 }
 
-void EngineCore::on_async_deadline(Timer* t) {
-  PendingCall* pc = call_of(t);
-  EngineCore& core = *pc->inv.core;
-  if (core.try_release(pc, kReleasedTimeout)) {
+std::int64_t EngineCore::on_overdue(Task* task, std::int64_t now, void* self) {
+  auto* core = static_cast<EngineCore*>(self);
+  PendingCall* pc = static_cast<Invocation*>(task)->pending;
+  // The record may have been recycled since the worker published it: read its generation, its
+  // deadline, and the generation again; act only if both readings agree.
+  const std::uint64_t before = pc->state.load(std::memory_order_acquire);
+  const std::int64_t deadline = task->watch_deadline.load(std::memory_order_acquire);
+  const std::uint64_t after = pc->state.load(std::memory_order_acquire);
+  const std::uint64_t generation = before >> kGenerationShift;
+  if ((after >> kGenerationShift) != generation || (after & (kDone | kReleased)) != 0) return kNever;
+  if (deadline > now) return deadline;
+  if (pc->waiter == WaiterKind::kCallback && core->try_release(pc, kReleasedTimeout, generation)) {
     auto callback = std::move(pc->callback);
-    callback(tl::unexpected<Error>(core.release_error(*pc, kReleasedTimeout)));
-    core.unref(pc);  // delivery
+    callback(tl::unexpected<Error>(core->release_error(*pc, kReleasedTimeout)));
+    core->unref(pc);  // delivery
   }
-  core.unref(pc);  // the timer's reference
+  return kNever;
 }
 
 void EngineCore::on_queue_timeout(Timer* t) {

@@ -43,6 +43,7 @@ Fiber::~Fiber() {
   task_ = nullptr;
   switch_in();  // the loop sees stopping_ and returns; the context ends
 #if defined(EMBER_TSAN)
+  __tsan_switch_to_fiber(tsan_caller_, 0);
   __tsan_destroy_fiber(tsan_fiber_);
 #endif
   stacks_.release(stack_);
@@ -70,9 +71,8 @@ boost::context::fiber Fiber::body(boost::context::fiber&& caller) {
   // This stack is about to die: no fake stack to save.
   __sanitizer_start_switch_fiber(nullptr, caller_stack_bottom_, caller_stack_size_);
 #endif
-#if defined(EMBER_TSAN)
-  __tsan_switch_to_fiber(tsan_caller_, 0);
-#endif
+  // TSan is switched back by ~Fiber, on the caller's side, once this context has ended: the
+  // frames that still return here after this point belong to the fiber.
   return std::move(caller_);
 }
 

@@ -10,6 +10,7 @@
 // each fiber's stack as a stack of its own.
 #pragma once
 
+#include <atomic>
 #include <boost/context/fiber.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +29,10 @@ struct Task {
   void (*run)(Task*) = nullptr;       // runs on the fiber; must not throw
   void (*abandon)(Task*) = nullptr;   // completes it with an error when no fiber can be had
   std::size_t stack_size = 0;         // which fiber stacks may run it (StackPool::round_size'd)
+  // While a worker runs this task, the scheduler's timer thread watches this deadline (engine
+  // time) and reports the task overdue once it passes, even if the worker never gets control
+  // back. kNever (INT64_MAX): not watched.
+  std::atomic<std::int64_t> watch_deadline{INT64_MAX};
 };
 
 class Fiber final {

@@ -17,6 +17,7 @@
 #endif
 
 #if defined(EMBER_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if defined(EMBER_TSAN)

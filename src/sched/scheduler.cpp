@@ -1,6 +1,5 @@
 #include "sched/scheduler.hpp"
 
-#include <absl/random/random.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -77,8 +76,9 @@ std::size_t FiberPool::size() {
 Worker::Worker(Scheduler& scheduler, int index) : scheduler_(scheduler), index_(index) {
   ready_local_.reserve(64);
   ready_batch_.reserve(64);
-  thread_ = std::thread([this] { loop(); });
 }
+
+void Worker::start() { thread_ = std::thread([this] { loop(); }); }
 
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
@@ -105,7 +105,16 @@ bool Worker::wake_if_parked() noexcept {
 }
 
 void Worker::resume(Fiber* f) {
-  f->switch_in();
+  Task* task = f->task();
+  const std::int64_t watched = task->watch_deadline.load(std::memory_order_relaxed);
+  if (watched != kNever) [[unlikely]] {
+    running_.store(task, std::memory_order_seq_cst);
+    scheduler_.timer_thread_.watch(watched);
+    f->switch_in();
+    running_.store(nullptr, std::memory_order_release);
+  } else {
+    f->switch_in();
+  }
   if (f->idle()) {
     if (&f->owner() == &scheduler_) {
       free_.give(f);
@@ -163,7 +172,8 @@ void Worker::loop() {
   TimeSource& time = scheduler_.time_;
   std::int64_t spins = 0;
   for (;;) {
-    const std::int64_t next_timer = timers_.fire_expired(time.now());
+    std::int64_t next_timer = timers_.earliest();
+    if (next_timer != kNever) next_timer = timers_.fire_expired(time.now());
     bool worked = run_ready();
     worked = run_new_task() || worked;
     if (worked) {
@@ -224,24 +234,45 @@ void InlineHost::run_until_idle(Fiber* root) {
 
 // ---- TimerThread ----
 
-TimerThread::TimerThread(TimeSource& time) : time_(time) {
+TimerThread::TimerThread(TimeSource& time, const std::vector<std::unique_ptr<Worker>>& workers)
+    : time_(time), workers_(workers) {
   thread_ = std::thread([this] { loop(); });
 }
 
-TimerThread::~TimerThread() {
+void TimerThread::stop() {
   stopping_.store(true, std::memory_order_release);
   parker_.unpark();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void TimerThread::add(Timer* t) {
   if (timers_.add(t)) parker_.unpark();  // a new earliest deadline: re-compute the sleep
 }
 
+std::int64_t TimerThread::scan_workers(std::int64_t now) {
+  OverdueFn overdue = overdue_.load(std::memory_order_acquire);
+  if (overdue == nullptr) return kNever;
+  std::int64_t next = kNever;
+  for (const auto& w : workers_) {
+    if (Task* t = w->running_.load(std::memory_order_acquire)) {
+      next = std::min(next, overdue(t, now, overdue_context_));
+    }
+  }
+  return next;
+}
+
 void TimerThread::loop() {
   while (!stopping_.load(std::memory_order_acquire)) {
-    const std::int64_t next = timers_.fire_expired(time_.now());
+    std::int64_t now = time_.now();
+    std::int64_t next = std::min(timers_.fire_expired(now), scan_workers(now));
+    // Publish when we will look next, then look once more: a worker that started a watched
+    // task meanwhile either is seen by this second scan or sees wake_at_ and unparks us.
+    wake_at_.store(next, std::memory_order_seq_cst);
+    now = time_.now();
+    next = std::min(next, scan_workers(now));
+    wake_at_.store(next, std::memory_order_seq_cst);
     time_.park_until(parker_, next);
+    wake_at_.store(INT64_MIN, std::memory_order_seq_cst);  // awake: workers need not poke
   }
 }
 
@@ -250,14 +281,16 @@ void TimerThread::loop() {
 Scheduler::Scheduler(TimeSource& time, int workers, std::int64_t spin_ns)
     : time_(time),
       spin_iterations_(std::max<std::int64_t>(1, spin_ns / 40)),
-      serial_(absl::Uniform<std::uint64_t>(absl::BitGen()) | 1),
+      anchor_(new CacheAnchor(this)),
       fibers_(*this, stacks_),
-      timer_thread_(time) {
+      timer_thread_(time, workers_) {
   workers_.reserve(static_cast<std::size_t>(workers));
   for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  for (auto& w : workers_) w->start();  // only now: loops read workers_ (stealing)
 }
 
 Scheduler::~Scheduler() {
+  timer_thread_.stop();  // it scans workers_: stop it before they go
   stopping_.store(true, std::memory_order_release);
   for (auto& w : workers_) {
     w->parker_.unpark();
@@ -266,6 +299,12 @@ Scheduler::~Scheduler() {
     if (w->thread_.joinable()) w->thread_.join();
   }
   workers_.clear();
+  {
+    // Thread caches still holding our fibers must not hand them back from now on.
+    std::lock_guard<std::mutex> lock(anchor_->mu);
+    anchor_->scheduler = nullptr;
+  }
+  anchor_->unref();
 }
 
 Worker* Scheduler::current_worker() const noexcept {
@@ -304,10 +343,74 @@ Task* Scheduler::steal(int thief) noexcept {
   return nullptr;
 }
 
+namespace {
+
+// Lets go of a slot: its fiber goes back to its scheduler if that still exists.
+void release_slot(InlineFiberCache::Slot& slot) {
+  if (slot.anchor == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(slot.anchor->mu);
+    if (slot.anchor->scheduler != nullptr && slot.fiber != nullptr) {
+      slot.anchor->scheduler->give_back_shared(slot.fiber);
+    }
+  }
+  slot.anchor->unref();
+  slot = InlineFiberCache::Slot{};
+}
+
+// Empties this thread's cache when the thread exits.
+struct InlineFiberCacheCleanup {
+  ~InlineFiberCacheCleanup() {
+    for (auto& slot : tls_inline_cache.slots) release_slot(slot);
+  }
+};
+
+// This thread's cache slot for `anchor`, moved to the front (slot 0 is what the inline fast
+// path looks at). With `claim`, a scheduler without a slot takes the least recently used one.
+InlineFiberCache::Slot* cache_slot(CacheAnchor* anchor, bool claim) {
+  InlineFiberCache& cache = tls_inline_cache;
+  int found = -1;
+  for (int i = 0; i < InlineFiberCache::kSlots; ++i) {
+    if (cache.slots[i].anchor == anchor) {
+      found = i;
+      break;
+    }
+  }
+  if (found < 0) {
+    if (!claim) return nullptr;
+    static thread_local InlineFiberCacheCleanup cleanup;  // registered on first claim
+    (void)&cleanup;
+    found = 0;
+    for (int i = 1; i < InlineFiberCache::kSlots; ++i) {
+      if (cache.slots[i].last_use < cache.slots[found].last_use) found = i;
+    }
+    release_slot(cache.slots[found]);
+    anchor->refs.fetch_add(1, std::memory_order_relaxed);
+    cache.slots[found].anchor = anchor;
+  }
+  InlineFiberCache::Slot slot = cache.slots[found];
+  for (int i = found; i > 0; --i) cache.slots[i] = cache.slots[i - 1];
+  slot.last_use = ++cache.clock;
+  cache.slots[0] = slot;
+  return &cache.slots[0];
+}
+
+}  // namespace
+
+void Scheduler::give_back_shared(Fiber* f) { fibers_.give_shared(f); }
+
 Fiber* Scheduler::acquire_fiber_slow(std::size_t stack_size) {
   if (Worker* w = current_worker()) {
     if (Fiber* f = w->free_.take(stack_size)) return f;
     return fibers_.create(stack_size);
+  }
+  if (tls_worker == nullptr) {
+    InlineFiberCache::Slot* slot = cache_slot(anchor_, false);
+    if (slot != nullptr && slot->fiber != nullptr && slot->fiber->stack_size() == stack_size) {
+      Fiber* f = slot->fiber;
+      slot->fiber = nullptr;
+      return f;
+    }
   }
   return fibers_.take_shared(stack_size);
 }
@@ -321,14 +424,12 @@ void Scheduler::release_fiber_slow(Fiber* f) {
     w->free_.give(f);
     return;
   }
-  InlineFiberCache& cache = tls_inline_cache;
-  if (cache.serial != serial_) {
-    cache.serial = serial_;  // a fiber cached for another scheduler stays owned by that one
-    cache.fiber = nullptr;
-  }
-  if (cache.fiber == nullptr) {
-    cache.fiber = f;
-    return;
+  if (tls_worker == nullptr) {
+    InlineFiberCache::Slot* slot = cache_slot(anchor_, true);
+    if (slot->fiber == nullptr) {
+      slot->fiber = f;
+      return;
+    }
   }
   fibers_.give_shared(f);
 }

@@ -39,13 +39,34 @@ class Worker;
 // The worker this thread is (nullptr on other threads). initial-exec TLS: one instruction.
 extern constinit thread_local Worker* tls_worker [[gnu::tls_model("initial-exec")]];
 
-// One idle fiber kept per non-worker thread, so that an inline invoke from a game loop or a
-// trading thread takes and returns its fiber without any atomic operation. `serial` says which
-// scheduler the fiber belongs to; a fiber of another (or a destroyed) scheduler is ignored,
-// never touched: its owner's FiberPool frees it.
+// Shared by a scheduler and the per-thread caches that hold one of its fibers: tells a cache
+// whether the scheduler still exists when the cache lets go of the fiber. Reference counted.
+struct CacheAnchor {
+  std::mutex mu;
+  Scheduler* scheduler;  // guarded by mu; nullptr once the scheduler is being destroyed
+  std::atomic<int> refs{1};
+  explicit CacheAnchor(Scheduler* s) : scheduler(s) {}
+  void unref() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+// Idle fibers kept per non-worker thread, one for each of the last few schedulers (engines)
+// it used, so that an inline invoke from a game loop or a trading thread takes and returns its
+// fiber without any atomic operation. A slot names its scheduler by anchor; the anchor's
+// reference keeps the address from being reused while the slot holds it. A thread that
+// rotates among more schedulers than there are slots evicts the least recently used slot, and
+// the evicted fiber goes back to its scheduler if that still exists; so does every cached
+// fiber when the thread exits.
 struct InlineFiberCache {
-  std::uint64_t serial = 0;
-  Fiber* fiber = nullptr;
+  static constexpr int kSlots = 4;
+  struct Slot {
+    CacheAnchor* anchor = nullptr;
+    Fiber* fiber = nullptr;
+    std::uint64_t last_use = 0;
+  };
+  Slot slots[kSlots];
+  std::uint64_t clock = 0;
 };
 extern constinit thread_local InlineFiberCache tls_inline_cache [[gnu::tls_model("initial-exec")]];
 
@@ -108,6 +129,7 @@ class Worker final : public Executor {
  public:
   Worker(Scheduler& scheduler, int index);
   ~Worker() override;
+  void start();  // after every worker exists: the loop reads the scheduler's worker list
   void ready(Fiber* f) noexcept override;
   // Queues a not-yet-started task on this worker (any thread; stealable).
   void push_task(Task* t) noexcept { tasks_.enqueue(t); }
@@ -118,6 +140,8 @@ class Worker final : public Executor {
 
  private:
   friend class Scheduler;
+  friend class TimerThread;
+  friend class FiberPool;
   void loop();
   bool run_ready();
   bool run_new_task();
@@ -129,6 +153,7 @@ class Worker final : public Executor {
   const int index_;
   moodycamel::ConcurrentQueue<Task*> tasks_;
   moodycamel::ConcurrentQueue<Fiber*> ready_remote_;
+  std::atomic<Task*> running_{nullptr};  // the watched task running now, for the TimerThread
   std::vector<Fiber*> ready_local_;   // worker thread only
   std::vector<Fiber*> ready_batch_;   // worker thread only
   FiberList free_;                    // worker thread only
@@ -173,19 +198,39 @@ class LazyHost final {
   std::optional<InlineHost> host_;
 };
 
-// A thread that fires timers which must not wait for a free worker.
+// A thread that fires timers which must not wait for a free worker, and watches the task each
+// worker is running: a watched task (Task::watch_deadline) past its deadline is reported to
+// the `overdue` hook even when its worker is stuck in it. Watching costs the worker two plain
+// stores per switch; no timer is armed per task.
 class TimerThread final {
  public:
-  explicit TimerThread(TimeSource& time);
-  ~TimerThread();
+  // `overdue(task, now, context)` returns the task's deadline if it is not overdue (then it is
+  // watched until that time), or kNever once it has handled it.
+  using OverdueFn = std::int64_t (*)(Task* task, std::int64_t now, void* context);
+  TimerThread(TimeSource& time, const std::vector<std::unique_ptr<Worker>>& workers);
+  ~TimerThread() { stop(); }
+  void set_overdue_hook(OverdueFn overdue, void* context) noexcept {
+    overdue_context_ = context;
+    overdue_.store(overdue, std::memory_order_release);
+  }
+  void stop();
   void add(Timer* t);
   bool cancel(Timer* t) { return timers_.cancel(t); }
+  // A worker started running a watched task due at `deadline`: wake up early if need be.
+  void watch(std::int64_t deadline) noexcept {
+    if (deadline < wake_at_.load(std::memory_order_seq_cst)) parker_.unpark();
+  }
 
  private:
   void loop();
+  std::int64_t scan_workers(std::int64_t now);
   TimeSource& time_;
+  const std::vector<std::unique_ptr<Worker>>& workers_;
+  std::atomic<OverdueFn> overdue_{nullptr};
+  void* overdue_context_ = nullptr;
   TimerHeap timers_;
   Parker parker_;
+  std::atomic<std::int64_t> wake_at_{INT64_MIN};  // when the loop will look next
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
@@ -212,6 +257,10 @@ class Scheduler final {
 
   TimeSource& time() noexcept { return time_; }
   TimerThread& timer_thread() noexcept { return timer_thread_; }
+  // Starts watching workers' running tasks (see TimerThread). Call once, before tasks run.
+  void watch_running_tasks(TimerThread::OverdueFn overdue, void* context) {
+    timer_thread_.set_overdue_hook(overdue, context);
+  }
   [[nodiscard]] int worker_count() const noexcept { return static_cast<int>(workers_.size()); }
   [[nodiscard]] std::size_t fiber_count() { return fibers_.size(); }
   [[nodiscard]] std::size_t stacks_mapped() { return stacks_.mapped_count(); }
@@ -219,6 +268,11 @@ class Scheduler final {
  private:
   friend class Worker;
   friend class InlineHost;
+ public:
+  // An idle fiber of ours back to the shared list (per-thread caches letting go of it).
+  void give_back_shared(Fiber* f);
+
+ private:
   Fiber* acquire_fiber_slow(std::size_t stack_size);
   void release_fiber_slow(Fiber* f);
   Task* take_injected() noexcept;
@@ -227,7 +281,7 @@ class Scheduler final {
 
   TimeSource& time_;
   const std::int64_t spin_iterations_;
-  const std::uint64_t serial_;  // tells this scheduler's per-thread fiber cache from others'
+  CacheAnchor* const anchor_;  // names this scheduler in per-thread fiber caches
   StackPool stacks_;
   FiberPool fibers_;
   moodycamel::ConcurrentQueue<Task*> injection_;
@@ -239,10 +293,10 @@ class Scheduler final {
 
 inline Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
   if (tls_worker == nullptr) {
-    InlineFiberCache& cache = tls_inline_cache;
-    Fiber* f = cache.fiber;
-    if (cache.serial == serial_ && f != nullptr && f->stack_size() == stack_size) {
-      cache.fiber = nullptr;
+    InlineFiberCache::Slot& slot = tls_inline_cache.slots[0];  // the most recent scheduler
+    Fiber* f = slot.fiber;
+    if (slot.anchor == anchor_ && f != nullptr && f->stack_size() == stack_size) {
+      slot.fiber = nullptr;
       return f;
     }
   }
@@ -251,9 +305,9 @@ inline Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
 
 inline void Scheduler::release_fiber(Fiber* f) {
   if (tls_worker == nullptr && &f->owner() == this) {
-    InlineFiberCache& cache = tls_inline_cache;
-    if (cache.serial == serial_ && cache.fiber == nullptr) {
-      cache.fiber = f;
+    InlineFiberCache::Slot& slot = tls_inline_cache.slots[0];
+    if (slot.anchor == anchor_ && slot.fiber == nullptr) {
+      slot.fiber = f;
       return;
     }
   }

@@ -1,5 +1,7 @@
 #include "sched/stack_pool.hpp"
 
+#include "sched/sanitizers.hpp"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -15,7 +17,7 @@ std::size_t page_size() noexcept {
 }  // namespace
 
 StackPool::~StackPool() {
-  for (const Stack& s : free_) munmap(s.mapping, s.mapping_size);
+  for (const Stack& s : free_) munmap(s.mapping, s.mapping_size);  // unpoisoned by release()
 }
 
 std::size_t StackPool::round_size(std::size_t requested) noexcept {
@@ -53,6 +55,11 @@ Stack StackPool::acquire(std::size_t size) {
 
 void StackPool::release(const Stack& stack) {
   if (stack.mapping == nullptr) return;
+#if defined(EMBER_ASAN)
+  // A finished fiber leaves its last frames poisoned; the next user of this memory (a fiber of
+  // this pool, or whatever is mapped here after munmap) must not inherit that.
+  __asan_unpoison_memory_region(static_cast<char*>(stack.top) - stack.size, stack.size);
+#endif
   std::lock_guard<std::mutex> lock(mu_);
   free_.push_back(stack);
 }

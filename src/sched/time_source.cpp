@@ -10,10 +10,6 @@ TimeSource::TimeSource(Clock* clock) : clock_(clock) {
   if (clock_ != nullptr) {
     parked_.reserve(64);  // waits register here; keep that allocation-free
     clock_->add_listener(this);
-  } else {
-    timespec res;
-    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
-    coarse_resolution_ = std::int64_t{res.tv_sec} * 1'000'000'000 + res.tv_nsec;
   }
 }
 

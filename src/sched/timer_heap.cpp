@@ -9,13 +9,19 @@ bool TimerHeap::add(Timer* t) {
   heap_.push_back(t);
   t->index = static_cast<std::int32_t>(heap_.size() - 1);
   sift_up(heap_.size() - 1);
+  publish_earliest();
   return heap_.front() == t;
+}
+
+void TimerHeap::publish_earliest() noexcept {
+  earliest_.store(heap_.empty() ? kNever : heap_.front()->deadline, std::memory_order_release);
 }
 
 bool TimerHeap::cancel(Timer* t) {
   std::lock_guard<std::mutex> lock(mu_);
   if (t->index < 0) return false;
   remove_at(static_cast<std::size_t>(t->index));
+  publish_earliest();
   return true;
 }
 
@@ -33,9 +39,11 @@ std::int64_t TimerHeap::fire_expired(std::int64_t now) {
         remove_at(0);
       }
       if (!heap_.empty()) next = heap_.front()->deadline;
+      publish_earliest();
     }
     for (int i = 0; i < n; ++i) due[i]->fire(due[i]);
-    if (n < kBatch) return next;
+    // Callbacks may have armed earlier timers than `next`.
+    if (n < kBatch) return n == 0 ? next : earliest();
   }
 }
 

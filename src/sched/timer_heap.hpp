@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <absl/container/inlined_vector.h>
 
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 
 namespace ember::detail {
@@ -34,6 +36,9 @@ class TimerHeap final {
   // Runs the callbacks of every timer due at `now`; returns the next deadline (kNever if none).
   std::int64_t fire_expired(std::int64_t now);
   [[nodiscard]] std::int64_t next_deadline();
+  // The earliest deadline without taking the lock (kNever when empty): lets idle loops skip
+  // the clock read and the lock when nothing is armed.
+  [[nodiscard]] std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_acquire); }
   [[nodiscard]] bool empty();
 
  private:
@@ -45,7 +50,9 @@ class TimerHeap final {
     t->index = static_cast<std::int32_t>(i);
   }
 
+  void publish_earliest() noexcept;
   std::mutex mu_;
+  std::atomic<std::int64_t> earliest_{INT64_MAX};
   absl::InlinedVector<Timer*, 4> heap_;  // guarded by mu_; a few timers never allocate
 };
 

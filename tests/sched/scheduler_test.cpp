@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -59,7 +60,7 @@ struct FnTask : Task {
   bool abandoned = false;
 };
 
-// Suspends the running fiber until `wake` makes it ready on its home executor.
+// Suspends the running fiber; `publish(home, fiber)` hands it to whoever makes it ready.
 template <typename Publish>
 void suspend(Publish&& publish) {
   Fiber* self = current_fiber();
@@ -108,7 +109,8 @@ TEST_P(SchedulerTest, TasksSubmittedFromExternalThreadsAllRunExactlyOnce) {
   std::vector<std::thread> submitters;
   for (int t = 0; t < kThreads; ++t) {
     submitters.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) scheduler_.submit(all[static_cast<std::size_t>(t * kPerThread + i)]);
+      for (int i = 0; i < kPerThread; ++i)
+        scheduler_.submit(all[static_cast<std::size_t>(t * kPerThread + i)]);
     });
   }
   for (auto& t : submitters) t.join();
@@ -235,7 +237,8 @@ TEST_P(SchedulerTest, FibersOfSuspendedTasksAreReusedAfterwards) {
 }
 
 // Occupies every worker at once (each waits for all the others), so each reports itself.
-std::vector<Worker*> every_worker(Scheduler& s, std::function<FnTask*(std::function<void()>)> make) {
+std::vector<Worker*> every_worker(Scheduler& s,
+                                  std::function<FnTask*(std::function<void()>)> make) {
   const int n = s.worker_count();
   auto out = std::make_shared<std::vector<Worker*>>(static_cast<std::size_t>(n));
   auto all_in = std::make_shared<std::latch>(n);
@@ -270,10 +273,8 @@ TEST_P(SchedulerTest, SubmissionsAfterIdlenessWakeParkedWorkers) {
   std::binary_semaphore finished(0);
   for (int round = 0; round < 300; ++round) {
     if (round % 50 == 0) {
-      // Let every worker reach its park before this round's submission.
-      for (Worker* w : ws) {
-        while (!w->wake_if_parked()) std::this_thread::yield();
-      }
+      // Every worker has gone idle and parked (wake_if_parked() proves it, waking it for a
+      // moment, after which it parks again with nothing to do).
       for (Worker* w : ws) {
         while (!w->wake_if_parked()) std::this_thread::yield();
       }
@@ -316,46 +317,63 @@ TEST_P(SchedulerTest, TasksQueuedOnABlockedWorkerAreStolenByAnother) {
   }
 }
 
-TEST_P(SchedulerTest, InlineFibersAreCachedPerThread) {
+INSTANTIATE_TEST_SUITE_P(Workers, SchedulerTest, ::testing::Values(1, 2, 4));
+
+// ---- fibers run inline on threads that are not workers ----
+
+TEST(SchedulerFiberCacheTest, InlineFibersAreCachedPerThread) {
+  TimeSource time{nullptr};
+  Scheduler scheduler{time, 1, 0};
   bool ran = false;
   FnTask t([&] { ran = true; });
-  Fiber* f = scheduler_.acquire_fiber(kStack);
+  Fiber* f = scheduler.acquire_fiber(kStack);
   ASSERT_NE(f, nullptr);
   f->assign(&t, nullptr);
   f->switch_in();
   EXPECT_TRUE(ran);
   EXPECT_TRUE(f->idle());
   EXPECT_EQ(current_fiber(), nullptr);  // back on the thread's own stack
-  scheduler_.release_fiber(f);
+  scheduler.release_fiber(f);
   for (int i = 0; i < 100; ++i) {
-    Fiber* again = scheduler_.acquire_fiber(kStack);
+    Fiber* again = scheduler.acquire_fiber(kStack);
     EXPECT_EQ(again, f);
-    scheduler_.release_fiber(again);
+    scheduler.release_fiber(again);
   }
-  EXPECT_EQ(scheduler_.fiber_count(), 1u);
+  EXPECT_EQ(scheduler.fiber_count(), 1u);
 }
 
-// A thread that runs inline invocations of two engines in turn (a game loop driving both)
-// must not make either scheduler create a fiber per turn.
-TEST_P(SchedulerTest, AlternatingInlineUseOfTwoSchedulersReusesFibers) {
-  TimeSource other_time{nullptr};
-  Scheduler other{other_time, 1, 0};
+// Runs `rounds` inline tasks on each of `n` schedulers in turn on this thread (a game loop
+// driving several engines); returns the most fibers any of them made.
+std::size_t most_fibers_after_alternating(int n, int rounds) {
+  std::vector<std::unique_ptr<TimeSource>> times;
+  std::vector<std::unique_ptr<Scheduler>> schedulers;
+  for (int i = 0; i < n; ++i) {
+    times.push_back(std::make_unique<TimeSource>(nullptr));
+    schedulers.push_back(std::make_unique<Scheduler>(*times.back(), 1, 0));
+  }
   FnTask t([] {});
-  for (int i = 0; i < 100; ++i) {
-    for (Scheduler* s : {&scheduler_, &other}) {
+  for (int round = 0; round < rounds; ++round) {
+    for (auto& s : schedulers) {
       Fiber* f = s->acquire_fiber(kStack);
-      ASSERT_NE(f, nullptr);
+      if (f == nullptr) return ~std::size_t{0};
       f->assign(&t, nullptr);
       f->switch_in();
-      ASSERT_TRUE(f->idle());
       s->release_fiber(f);
     }
   }
-  EXPECT_LE(scheduler_.fiber_count(), 2u);
-  EXPECT_LE(other.fiber_count(), 2u);
+  std::size_t most = 0;
+  for (auto& s : schedulers) most = std::max(most, s->fiber_count());
+  return most;
 }
 
-INSTANTIATE_TEST_SUITE_P(Workers, SchedulerTest, ::testing::Values(1, 2, 4));
+// Neither scheduler may make a fiber per turn: one idle fiber each is enough.
+TEST(SchedulerFiberCacheTest, AlternatingInlineUseOfTwoSchedulersReusesFibers) {
+  EXPECT_LE(most_fibers_after_alternating(2, 100), 2u);
+}
+
+TEST(SchedulerFiberCacheTest, AlternatingInlineUseOfManySchedulersReusesFibers) {
+  EXPECT_LE(most_fibers_after_alternating(6, 100), 2u);
+}
 
 // ---- timers and the injected clock ----
 
@@ -439,7 +457,6 @@ TEST(TimeSourceTest, InjectedClockIsReadAsUnixNanoseconds) {
   EXPECT_TRUE(time.injected());
   EXPECT_EQ(time.now(), absl::ToUnixNanos(clock.now()));
   EXPECT_EQ(time.now_coarse(), time.now());
-  EXPECT_EQ(time.coarse_resolution(), 0);
   clock.advance(absl::Milliseconds(1500));
   EXPECT_EQ(time.now(), absl::ToUnixNanos(clock.now()));
   EXPECT_EQ(time.to_time(time.now()), clock.now());
@@ -453,9 +470,10 @@ TEST(TimeSourceTest, MonotonicClockAndItsCoarseReadingAgree) {
   const std::int64_t coarse = time.now_coarse();
   const std::int64_t b = time.now();
   EXPECT_LE(a, b);
-  EXPECT_GE(time.coarse_resolution(), 0);
-  EXPECT_GE(coarse + time.coarse_resolution(), a);  // lags by at most the resolution
-  EXPECT_LE(coarse, b);
+  EXPECT_LE(coarse, b);  // never ahead of the precise clock
+  // How far it lags is not asserted: on a tickless kernel an idle CPU's coarse clock can lag by
+  // more than clock_getres() reports (seen here: 7.2 ms behind with a 4 ms resolution).
+  EXPECT_GT(coarse, a - 1'000'000'000);
 }
 
 TEST(TimeSourceTest, ParkUntilReturnsTrueWhenUnparked) {

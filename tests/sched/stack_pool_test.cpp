@@ -6,6 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -170,6 +174,40 @@ TEST(StackPoolTest, DifferentSizesAreKeptApart) {
   EXPECT_EQ(pool.mapped_count(), 2u);
   pool.release(small_again);
   pool.release(big_again);
+}
+
+// Under AddressSanitizer a fiber that dies leaves its never-returning bottom frames poisoned in
+// the shadow memory, and munmap does not clear shadow memory. A stack handed out again (reused,
+// or newly mapped where an old one was) must come clean, or a new fiber's locals that land on
+// stale redzones are reported as bad accesses.
+TEST(StackPoolTest, AcquiredStacksCarryNoStaleSanitizerPoison) {
+#if defined(__SANITIZE_ADDRESS__)
+  void* old_top = nullptr;
+  {
+    StackPool first;
+    Stack s = first.acquire(64 * 1024);
+    ASSERT_NE(s.top, nullptr);
+    __asan_poison_memory_region(static_cast<char*>(s.top) - 4096, 64);  // a dead frame's redzone
+    first.release(s);
+    Stack reused = first.acquire(64 * 1024);
+    ASSERT_EQ(reused.mapping, s.mapping);
+    EXPECT_EQ(__asan_region_is_poisoned(bottom_of(reused), reused.size), nullptr)
+        << "a reused stack still has poisoned bytes";
+    __asan_poison_memory_region(static_cast<char*>(reused.top) - 4096, 64);
+    old_top = reused.top;
+    first.release(reused);
+  }  // unmapped, poison and all
+  StackPool second;
+  Stack fresh = second.acquire(64 * 1024);
+  ASSERT_NE(fresh.top, nullptr);
+  if (fresh.top == old_top) {  // the kernel handed the same range back (it usually does)
+    EXPECT_EQ(__asan_region_is_poisoned(bottom_of(fresh), fresh.size), nullptr)
+        << "a stack mapped where an old one was still has its poison";
+  }
+  second.release(fresh);
+#else
+  GTEST_SKIP() << "AddressSanitizer builds only";
+#endif
 }
 
 TEST(StackPoolTest, ReleaseOfAFailedAcquisitionIsIgnored) {

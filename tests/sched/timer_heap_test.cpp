@@ -56,8 +56,8 @@ TEST_F(TimerHeapTest, EmptyHeapHasNoDeadline) {
 }
 
 TEST_F(TimerHeapTest, FiresInDeadlineOrderNotArmingOrder) {
-  for (auto [id, deadline] : std::vector<std::pair<int, std::int64_t>>{
-           {1, 50}, {2, 10}, {3, 40}, {4, 20}, {5, 30}}) {
+  for (auto [id, deadline] :
+       std::vector<std::pair<int, std::int64_t>>{{1, 50}, {2, 10}, {3, 40}, {4, 20}, {5, 30}}) {
     heap_.add(&make(id, deadline));
   }
   EXPECT_EQ(heap_.fire_expired(100), kNever);
@@ -98,7 +98,7 @@ TEST_F(TimerHeapTest, CancelBeforeFiringPreventsItAndReturnsTrue) {
   heap_.add(&c);
   EXPECT_TRUE(heap_.cancel(&a));  // the earliest
   EXPECT_EQ(heap_.next_deadline(), 20);
-  EXPECT_TRUE(heap_.cancel(&c));  // the last
+  EXPECT_TRUE(heap_.cancel(&c));   // the last
   EXPECT_FALSE(heap_.cancel(&a));  // twice: no longer armed
   EXPECT_EQ(heap_.fire_expired(100), kNever);
   EXPECT_EQ(ids(fired_), (std::vector<int>{2}));
@@ -244,7 +244,8 @@ TEST_F(TimerHeapTest, ManyRandomTimersFireInOrderAndCancelledOnesNever) {
   std::vector<int> times_fired(kTimers, 0);
   for (const LoggedTimer* t : fired_) ++times_fired[static_cast<std::size_t>(t->id)];
   for (int i = 0; i < kTimers; ++i) {
-    EXPECT_EQ(times_fired[static_cast<std::size_t>(i)], cancelled[static_cast<std::size_t>(i)] ? 0 : 1)
+    EXPECT_EQ(times_fired[static_cast<std::size_t>(i)],
+              cancelled[static_cast<std::size_t>(i)] ? 0 : 1)
         << "timer " << i;
   }
 }
