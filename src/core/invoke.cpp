@@ -389,9 +389,12 @@ bool EngineCore::try_release(PendingCall* pc, std::uint64_t reason, std::uint64_
     // The handler is running past its deadline: it keeps its slot until it returns.
     running_overruns_.fetch_add(1, std::memory_order_relaxed);
     if (reason == kReleasedTimeout) {
-      log(LogLevel::kError, pc->inv.fn->name, {},
+      // run_task wrote the fiber and sequence before setting kStarted, which we read above.
+      char rid[37];
+      format_request_id(pc->inv, rid);
+      log(LogLevel::kError, pc->inv.fn->name, rid,
           cat("Task timed out after ", seconds(pc->inv.timeout_ns),
-                       " seconds; the caller was released, the handler still runs"));
+              " seconds; the caller was released, the handler still runs"));
     }
   }
   return true;

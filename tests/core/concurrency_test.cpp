@@ -316,8 +316,8 @@ TEST_P(ConcurrencyTest, PoolDispatchedHandlersHoldTheirSlotsUntilTheyReturn) {
   const int n = GetParam();
   Engine engine{small_engine(options(), n)};
   Blocker blocker;
-  auto fn = engine.register_function("busy", {.dispatch = Dispatch::kPool}, blocker.handler())
-                .value();
+  auto fn =
+      engine.register_function("busy", {.dispatch = Dispatch::kPool}, blocker.handler()).value();
   Callers held(engine, fn, n, Dispatch::kPool, blocker);
   blocker.wait_started(n);
   EXPECT_EQ(engine.stats().in_flight, n);
@@ -380,12 +380,15 @@ TEST_P(ConcurrencyTest, NestedInvokeOfASaturatedFunctionIsThrottled) {
 }
 
 TEST_P(ConcurrencyTest, FailingHandlersGiveTheirSlotsBack) {
-  auto throws = add("throws", [](Context&, std::string_view) -> Result<std::string> {
-    throw std::runtime_error("boom");
-  }, {.reserved_concurrency = 1});
-  auto fails = add("fails", [](Context&, std::string_view) -> Result<std::string> {
-    return fail(ErrorCode::kInvalidArgument, "no");
-  }, {.reserved_concurrency = 1});
+  auto throws = add(
+      "throws",
+      [](Context&, std::string_view) -> Result<std::string> { throw std::runtime_error("boom"); },
+      {.reserved_concurrency = 1});
+  auto fails = add("fails",
+                   [](Context&, std::string_view) -> Result<std::string> {
+                     return fail(ErrorCode::kInvalidArgument, "no");
+                   },
+                   {.reserved_concurrency = 1});
   for (int i = 0; i < 3; ++i) {
     for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
       EXPECT_EQ(engine().invoke(throws, "", {.dispatch = d}).error().code,
