@@ -57,7 +57,7 @@ class EMBER_EXPORT ManualClock final : public Clock {
 
  private:
   std::atomic<std::int64_t> now_ns_;  // Unix nanoseconds
-  std::mutex mu_;                      // guards listeners_ and serialises advance()
+  std::mutex mu_;                     // guards listeners_ and serialises advance()
   std::vector<ClockListener*> listeners_;
 };
 

@@ -32,7 +32,7 @@ namespace ember {
 namespace detail {
 struct Invocation;
 class EngineCore;
-}
+}  // namespace detail
 
 class EMBER_EXPORT Context final {
  public:

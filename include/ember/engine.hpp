@@ -39,13 +39,13 @@ using InvokeCallback = absl::AnyInvocable<void(Result<std::string>)>;
 
 // Engine-wide counters (the observability issue grows this into full metrics).
 struct EngineStats {
-  std::uint64_t throttles = 0;         // invokes refused by a concurrency limit or a full queue
-  std::uint64_t timeouts = 0;          // invocations (or queue waits) that passed their deadline
-  std::uint64_t handler_errors = 0;    // handlers that returned an error or threw
-  std::uint64_t overruns = 0;          // handlers that returned after their deadline
-  std::int64_t running_overruns = 0;   // handlers past their deadline and still running now
-  std::int64_t in_flight = 0;          // admitted invocations not yet finished
-  std::int64_t queued = 0;             // async invokes waiting for a concurrency slot
+  std::uint64_t throttles = 0;            // invokes refused by a concurrency limit or a full queue
+  std::uint64_t timeouts = 0;             // invocations (or queue waits) that passed their deadline
+  std::uint64_t handler_errors = 0;       // handlers that returned an error or threw
+  std::uint64_t overruns = 0;             // handlers that returned after their deadline
+  std::int64_t running_overruns = 0;      // handlers past their deadline and still running now
+  std::int64_t in_flight = 0;             // admitted invocations not yet finished
+  std::int64_t queued = 0;                // async invokes waiting for a concurrency slot
   std::int64_t unreserved_available = 0;  // size of the unreserved pool
 };
 

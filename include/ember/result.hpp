@@ -19,20 +19,20 @@ namespace ember {
 
 // What went wrong. The message of the Error says which function, limit or field.
 enum class ErrorCode : std::uint8_t {
-  kOk = 0,             // never carried by an Error; the value of a default ErrorCode
-  kNotFound,           // no function of that name or qualifier
-  kAlreadyExists,      // a function of that name is registered already
-  kInvalidArgument,    // bad name, bad config value, bad option, wrong typed-invoke types
-  kThrottled,          // a concurrency limit was reached (the message names which one)
-  kQueueFull,          // an async invoke found the function's wait queue full
-  kTimeout,            // the invocation (or its wait for a slot) passed its deadline
-  kCancelled,          // the invocation's caller gave up, or the engine shut down under it
-  kHandlerFailed,      // the handler returned an error or threw
-  kPayloadTooLarge,    // request or response larger than the configured limit
-  kRecursionLimit,     // nested invokes deeper than EngineOptions::max_invoke_depth
-  kShuttingDown,       // the engine is shutting down or shut down
-  kNotInHandler,       // a Context call that needs a running handler (sleep_for, yield) made elsewhere
-  kInternal,           // an ember bug; please report it
+  kOk = 0,           // never carried by an Error; the value of a default ErrorCode
+  kNotFound,         // no function of that name or qualifier
+  kAlreadyExists,    // a function of that name is registered already
+  kInvalidArgument,  // bad name, bad config value, bad option, wrong typed-invoke types
+  kThrottled,        // a concurrency limit was reached (the message names which one)
+  kQueueFull,        // an async invoke found the function's wait queue full
+  kTimeout,          // the invocation (or its wait for a slot) passed its deadline
+  kCancelled,        // the invocation's caller gave up, or the engine shut down under it
+  kHandlerFailed,    // the handler returned an error or threw
+  kPayloadTooLarge,  // request or response larger than the configured limit
+  kRecursionLimit,   // nested invokes deeper than EngineOptions::max_invoke_depth
+  kShuttingDown,     // the engine is shutting down or shut down
+  kNotInHandler,  // a Context call that needs a running handler (sleep_for, yield) made elsewhere
+  kInternal,      // an ember bug; please report it
 };
 
 // The stable name of a code, e.g. "kThrottled" -> "Throttled".

@@ -15,7 +15,10 @@ ConcurrencyGate::Enqueued ConcurrencyGate::acquire_or_enqueue(GateWaiter* w, int
     if (w->function_queued->load(std::memory_order_relaxed) >= max_queued) return Enqueued::kFull;
     w->prev = tail_;
     w->next = nullptr;
-    if (tail_ != nullptr) tail_->next = w; else head_ = w;
+    if (tail_ != nullptr)
+      tail_->next = w;
+    else
+      head_ = w;
     tail_ = w;
     w->queued = true;
     w->function_queued->fetch_add(1, std::memory_order_relaxed);
@@ -28,8 +31,14 @@ ConcurrencyGate::Enqueued ConcurrencyGate::acquire_or_enqueue(GateWaiter* w, int
 }
 
 void ConcurrencyGate::unlink(GateWaiter* w) {
-  if (w->prev != nullptr) w->prev->next = w->next; else head_ = w->next;
-  if (w->next != nullptr) w->next->prev = w->prev; else tail_ = w->prev;
+  if (w->prev != nullptr)
+    w->prev->next = w->next;
+  else
+    head_ = w->next;
+  if (w->next != nullptr)
+    w->next->prev = w->prev;
+  else
+    tail_ = w->prev;
   w->prev = w->next = nullptr;
   w->queued = false;
   w->function_queued->fetch_sub(1, std::memory_order_relaxed);

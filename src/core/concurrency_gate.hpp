@@ -22,9 +22,9 @@ namespace ember::detail {
 struct GateWaiter {
   GateWaiter* prev = nullptr;
   GateWaiter* next = nullptr;
-  bool queued = false;                   // guarded by the gate's mutex
+  bool queued = false;                          // guarded by the gate's mutex
   std::atomic<int>* function_queued = nullptr;  // per-function count of waiters
-  void* owner = nullptr;                 // the record this link is part of
+  void* owner = nullptr;                        // the record this link is part of
 };
 
 class ConcurrencyGate final {
@@ -52,16 +52,23 @@ class ConcurrencyGate final {
   enum class Enqueued { kAdmitted, kQueued, kFull };
   // Takes a slot, or queues `w` (at most max_queued per function) and arms `queue_timer` on
   // `timers` while still holding the lock, so the timer never races an unqueued waiter.
-  Enqueued acquire_or_enqueue(GateWaiter* w, int max_queued, TimerThread& timers, Timer* queue_timer);
+  Enqueued acquire_or_enqueue(GateWaiter* w, int max_queued, TimerThread& timers,
+                              Timer* queue_timer);
   // Unlinks a waiter whose queue wait expired. False if it was handed a slot meanwhile.
   bool remove(GateWaiter* w);
   // Unlinks every waiter (shutdown).
   std::vector<GateWaiter*> remove_all();
 
   void set_limit(std::int64_t limit) noexcept;
-  [[nodiscard]] std::int64_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
-  [[nodiscard]] std::int64_t in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
-  [[nodiscard]] std::int64_t waiting() const noexcept { return waiting_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::int64_t limit() const noexcept {
+    return limit_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::int64_t in_use() const noexcept {
+    return in_use_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::int64_t waiting() const noexcept {
+    return waiting_.load(std::memory_order_relaxed);
+  }
   // "reserved concurrency of function 'x'" or "unreserved concurrency pool".
   [[nodiscard]] const std::string& description() const noexcept { return description_; }
 

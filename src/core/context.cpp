@@ -1,9 +1,8 @@
 // ember::Context: what a running handler can ask of the engine.
 #include "ember/context.hpp"
 
-#include "core/str_cat.hpp"
-
 #include "core/engine_core.hpp"
+#include "core/str_cat.hpp"
 
 namespace ember {
 
@@ -68,8 +67,8 @@ namespace detail {
 
 Result<void> EngineCore::check(const Invocation& inv) const {
   if (inv.abandoned.load(std::memory_order_relaxed)) {
-    return fail(ErrorCode::kCancelled,
-                cat("function '", inv.fn->name, "': the caller was released (timeout or shutdown)"));
+    return fail(ErrorCode::kCancelled, cat("function '", inv.fn->name,
+                                           "': the caller was released (timeout or shutdown)"));
   }
   if (drain_over_.load(std::memory_order_relaxed)) {
     return fail(ErrorCode::kShuttingDown,
@@ -93,9 +92,8 @@ void wake_sleeper(Timer* t) {
 }
 
 Result<void> not_in_handler(const Invocation& inv, std::string_view what) {
-  return fail(ErrorCode::kNotInHandler,
-              cat("function '", inv.fn->name, "': ", what,
-                           " called outside the handler's own fiber"));
+  return fail(ErrorCode::kNotInHandler, cat("function '", inv.fn->name, "': ", what,
+                                            " called outside the handler's own fiber"));
 }
 
 }  // namespace

@@ -3,13 +3,13 @@
 #include "core/engine_core.hpp"
 
 #include <absl/random/random.h>
-#include "core/str_cat.hpp"
 #include <absl/strings/str_format.h>
 
 #include <cstdio>
 #include <thread>
 
 #include "core/names.hpp"
+#include "core/str_cat.hpp"
 
 namespace ember::detail {
 
@@ -17,10 +17,14 @@ namespace {
 
 std::string_view level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "DEBUG";
-    case LogLevel::kInfo: return "INFO";
-    case LogLevel::kWarn: return "WARN";
-    case LogLevel::kError: return "ERROR";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarn:
+      return "WARN";
+    case LogLevel::kError:
+      return "ERROR";
   }
   return "INFO";
 }
@@ -43,8 +47,8 @@ EngineCore::EngineCore(EngineOptions options)
   }
   unreserved_.set_limit(options_.concurrency_limit);
   gates_.push_back(&unreserved_);
-  scheduler_ = std::make_unique<Scheduler>(time_, options_.workers,
-                                           to_nanos(options_.spin_before_park));
+  scheduler_ =
+      std::make_unique<Scheduler>(time_, options_.workers, to_nanos(options_.spin_before_park));
   scheduler_->watch_running_tasks(&EngineCore::on_overdue, this);
 }
 
@@ -52,7 +56,8 @@ EngineCore::~EngineCore() {
   shutdown(absl::Seconds(30));
   // Handlers past the drain deadline still hold their slots: wait for them (a timeout is not a
   // kill; DESIGN.md §4), then stop the workers.
-  while (in_flight() != 0) time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
+  while (in_flight() != 0)
+    time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
   scheduler_.reset();
 }
 
@@ -61,33 +66,40 @@ Result<void> EngineCore::validate(const EngineOptions& o) const {
     return fail(ErrorCode::kInvalidArgument,
                 cat("EngineOptions.", field, " = ", value, ": ", rule));
   };
-  if (o.workers < 1 || o.workers > 1024) return bad("workers", o.workers, "must be 0 (auto) or 1..1024");
-  if (o.concurrency_limit < 1) return bad("concurrency_limit", o.concurrency_limit, "must be at least 1");
+  if (o.workers < 1 || o.workers > 1024)
+    return bad("workers", o.workers, "must be 0 (auto) or 1..1024");
+  if (o.concurrency_limit < 1)
+    return bad("concurrency_limit", o.concurrency_limit, "must be at least 1");
   if (o.min_unreserved_concurrency < 0 || o.min_unreserved_concurrency > o.concurrency_limit) {
     return bad("min_unreserved_concurrency", o.min_unreserved_concurrency,
                cat("must be 0..concurrency_limit (", o.concurrency_limit, ")"));
   }
-  if (o.max_invoke_depth < 1) return bad("max_invoke_depth", o.max_invoke_depth, "must be at least 1");
-  if (o.max_sync_payload == 0) return bad("max_sync_payload", o.max_sync_payload, "must be positive");
-  if (o.max_async_payload == 0) return bad("max_async_payload", o.max_async_payload, "must be positive");
+  if (o.max_invoke_depth < 1)
+    return bad("max_invoke_depth", o.max_invoke_depth, "must be at least 1");
+  if (o.max_sync_payload == 0)
+    return bad("max_sync_payload", o.max_sync_payload, "must be positive");
+  if (o.max_async_payload == 0)
+    return bad("max_async_payload", o.max_async_payload, "must be positive");
   if (o.max_queued_per_function < 0) {
     return bad("max_queued_per_function", o.max_queued_per_function, "must not be negative");
   }
   if (o.spin_before_park < absl::ZeroDuration()) {
-    return bad("spin_before_park", absl::FormatDuration(o.spin_before_park), "must not be negative");
+    return bad("spin_before_park", absl::FormatDuration(o.spin_before_park),
+               "must not be negative");
   }
   return {};
 }
 
 Result<void> EngineCore::validate(std::string_view name, const FunctionConfig& c) const {
   auto bad = [&](std::string_view field, auto value, std::string_view rule) {
-    return fail(ErrorCode::kInvalidArgument, cat("function '", name, "': FunctionConfig.",
-                                                          field, " = ", value, ": ", rule));
+    return fail(ErrorCode::kInvalidArgument,
+                cat("function '", name, "': FunctionConfig.", field, " = ", value, ": ", rule));
   };
   if (c.timeout <= absl::ZeroDuration() || c.timeout == absl::InfiniteDuration()) {
     return bad("timeout", absl::FormatDuration(c.timeout), "must be positive and finite");
   }
-  if (c.memory_mb < 128 || c.memory_mb > 10240) return bad("memory_mb", c.memory_mb, "must be 128..10240 (MiB)");
+  if (c.memory_mb < 128 || c.memory_mb > 10240)
+    return bad("memory_mb", c.memory_mb, "must be 128..10240 (MiB)");
   if (c.reserved_concurrency && *c.reserved_concurrency < 1) {
     return bad("reserved_concurrency", *c.reserved_concurrency, "must be at least 1 (or unset)");
   }
@@ -95,7 +107,8 @@ Result<void> EngineCore::validate(std::string_view name, const FunctionConfig& c
     return bad("stack_size", c.stack_size, "must be 16 KiB..1 GiB");
   }
   if (c.max_queue_wait < absl::ZeroDuration() || c.max_queue_wait == absl::InfiniteDuration()) {
-    return bad("max_queue_wait", absl::FormatDuration(c.max_queue_wait), "must be finite and not negative");
+    return bad("max_queue_wait", absl::FormatDuration(c.max_queue_wait),
+               "must be finite and not negative");
   }
   return {};
 }
@@ -131,14 +144,14 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
     const std::int64_t left = options_.concurrency_limit - reserved_total_ - reserve;
     if (left < options_.min_unreserved_concurrency) {
       return fail(ErrorCode::kInvalidArgument,
-                  cat("function '", name, "': reserved_concurrency ", reserve,
-                               " would leave ", left, " unreserved (engine concurrency_limit ",
-                               options_.concurrency_limit, ", already reserved ", reserved_total_,
-                               ", min_unreserved_concurrency ", options_.min_unreserved_concurrency, ")"));
+                  cat("function '", name, "': reserved_concurrency ", reserve, " would leave ",
+                      left, " unreserved (engine concurrency_limit ", options_.concurrency_limit,
+                      ", already reserved ", reserved_total_, ", min_unreserved_concurrency ",
+                      options_.min_unreserved_concurrency, ")"));
     }
-    record->own_gate = std::make_unique<ConcurrencyGate>(
-        cat("reserved concurrency of function '", name, "'"), reserve,
-        &EngineCore::admit_waiter, this);
+    record->own_gate =
+        std::make_unique<ConcurrencyGate>(cat("reserved concurrency of function '", name, "'"),
+                                          reserve, &EngineCore::admit_waiter, this);
     record->gate = record->own_gate.get();
   } else {
     record->gate = &unreserved_;
@@ -156,11 +169,12 @@ Result<FunctionHandle> EngineCore::find(std::string_view text) const {
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   const QualifiedName q = split_qualifier(text);
   FunctionRecord* r = registry_.find(q.name);
-  if (r == nullptr) return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
+  if (r == nullptr)
+    return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
   if (!q.qualifier.empty() && q.qualifier != r->version) {
     return fail(ErrorCode::kNotFound,
                 cat("function '", q.name, "' has no version or alias '", q.qualifier,
-                             "' (registered functions have only ", r->version, ")"));
+                    "' (registered functions have only ", r->version, ")"));
   }
   return FunctionHandle(r);
 }
@@ -201,8 +215,8 @@ void EngineCore::log(LogLevel level, std::string_view function, std::string_view
     options_.log_sink(LogRecord{level, function, request_id, message});
     return;
   }
-  std::string line = cat(level_name(level), "\t", request_id.empty() ? "-" : request_id,
-                                  "\t", function.empty() ? "-" : function, "\t", message, "\n");
+  std::string line = cat(level_name(level), "\t", request_id.empty() ? "-" : request_id, "\t",
+                         function.empty() ? "-" : function, "\t", message, "\n");
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
@@ -210,14 +224,16 @@ void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const
   // UUID-shaped. (fiber id, fiber's task sequence) is unique within an engine; a bijective mix
   // (splitmix64's finaliser) spreads it over the first half, and the per-engine random nonce
   // fills the second, so ids of different engines differ too.
-  std::uint64_t x = (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^ inv.sequence;
+  std::uint64_t x =
+      (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^ inv.sequence;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   x ^= x >> 31;
   const std::uint64_t n = request_nonce_;
   absl::SNPrintF(out, sizeof out, "%08x-%04x-%04x-%04x-%012x", static_cast<std::uint32_t>(x >> 32),
-                 static_cast<std::uint32_t>((x >> 16) & 0xffff), static_cast<std::uint32_t>(x & 0xffff),
-                 static_cast<std::uint32_t>(n >> 48), n & 0xffff'ffff'ffffULL);
+                 static_cast<std::uint32_t>((x >> 16) & 0xffff),
+                 static_cast<std::uint32_t>(x & 0xffff), static_cast<std::uint32_t>(n >> 48),
+                 n & 0xffff'ffff'ffffULL);
 }
 
 void EngineCore::shutdown(absl::Duration drain) {

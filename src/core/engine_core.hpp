@@ -49,8 +49,10 @@ class EngineCore final {
   Result<std::string> invoke(FunctionHandle fn, std::string_view payload, TypedCall* typed,
                              const InvokeOptions& options);
   // The same, always inlined (only into invoke.cpp's entry points).
-  [[gnu::always_inline]] inline Result<std::string> invoke_impl(FunctionHandle fn, std::string_view payload,
-                                                                TypedCall* typed, const InvokeOptions& options);
+  [[gnu::always_inline]] inline Result<std::string> invoke_impl(FunctionHandle fn,
+                                                                std::string_view payload,
+                                                                TypedCall* typed,
+                                                                const InvokeOptions& options);
   Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
                             const InvokeOptions& options);
   void shutdown(absl::Duration drain);
@@ -75,15 +77,18 @@ class EngineCore final {
  private:
   Result<void> validate(const EngineOptions& o) const;
   Result<void> validate(std::string_view name, const FunctionConfig& c) const;
-  [[gnu::cold]] Result<void> check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
-                          std::size_t payload_limit) const;
+  [[gnu::cold]] Result<void> check_call(FunctionRecord* fn, std::string_view payload,
+                                        const TypedCall* typed, std::size_t payload_limit) const;
   [[gnu::cold]] Error throttled(const FunctionRecord& fn);
   [[gnu::cold]] Error recursion_error(const FunctionRecord& fn, const Invocation* parent) const;
   [[gnu::cold]] Error shutting_down_error(const FunctionRecord& fn) const;
   [[gnu::cold]] tl::unexpected<Error> handler_threw(const FunctionRecord& fn);
 
-  [[gnu::always_inline]] inline Result<std::string> run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
-                                 const InvokeOptions& options, Invocation* parent, Fiber* self);
+  [[gnu::always_inline]] inline Result<std::string> run_inline(FunctionRecord* fn,
+                                                               std::string_view payload,
+                                                               TypedCall* typed,
+                                                               const InvokeOptions& options,
+                                                               Invocation* parent, Fiber* self);
   Result<std::string> run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
                                  const InvokeOptions& options, Invocation* parent, Fiber* self);
   std::int64_t deadline_for(const FunctionRecord& fn, const InvokeOptions& options,
@@ -107,7 +112,8 @@ class EngineCore final {
   void unref(PendingCall* pc) noexcept;
   // Gives the caller's side an error instead of the result (timeout or shutdown). Exactly one
   // of finish_pooled and try_release wins a call; true if we did.
-  bool try_release(PendingCall* pc, std::uint64_t reason, std::uint64_t generation = ~std::uint64_t{0});
+  bool try_release(PendingCall* pc, std::uint64_t reason,
+                   std::uint64_t generation = ~std::uint64_t{0});
   Error release_error(const PendingCall& pc, std::uint64_t state) const;
   void deliver_release(PendingCall* pc, std::uint64_t reason_state);
   static std::int64_t on_overdue(Task* task, std::int64_t now, void* self);
@@ -126,8 +132,8 @@ class EngineCore final {
   TimeSource time_;
   Registry registry_;
   ConcurrencyGate unreserved_;
-  std::mutex config_mu_;             // serialises registration (reservations)
-  std::int64_t reserved_total_ = 0;  // guarded by config_mu_
+  std::mutex config_mu_;                 // serialises registration (reservations)
+  std::int64_t reserved_total_ = 0;      // guarded by config_mu_
   std::vector<ConcurrencyGate*> gates_;  // guarded by config_mu_
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> drain_over_{false};

@@ -27,18 +27,18 @@ struct PendingCall;
 struct Invocation : Task {
   EngineCore* core = nullptr;
   FunctionRecord* fn = nullptr;
-  Invocation* parent = nullptr;     // the invocation whose handler made this call, if any
-  PendingCall* pending = nullptr;   // set when pooled
+  Invocation* parent = nullptr;    // the invocation whose handler made this call, if any
+  PendingCall* pending = nullptr;  // set when pooled
   int depth = 0;
-  std::int64_t deadline = 0;        // engine time
+  std::int64_t deadline = 0;  // engine time
   std::string_view payload;
-  TypedCall* typed = nullptr;       // typed invoke: where In is and where Result<Out> goes
+  TypedCall* typed = nullptr;  // typed invoke: where In is and where Result<Out> goes
   const ClientContext* client_context = nullptr;
   // Where a bytes handler's result goes: the inline caller's return value (constructed in
   // place, no move), or `result` below for pooled calls.
   Result<std::string>* out = nullptr;
   Result<std::string> result;
-  std::int64_t timeout_ns = 0;      // the effective timeout, for messages
+  std::int64_t timeout_ns = 0;  // the effective timeout, for messages
   // Identity, set when the invocation starts on a fiber.
   Fiber* fiber = nullptr;
   std::uint64_t sequence = 0;
@@ -46,15 +46,15 @@ struct Invocation : Task {
   Fiber* waiting_parent = nullptr;
   // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
   std::atomic<bool> abandoned{false};
-  mutable char request_id[37];        // formatted on first use; [0] == 0 until then
+  mutable char request_id[37];  // formatted on first use; [0] == 0 until then
 };
 
 // Completion state of a PendingCall: flag bits below, the record's generation (bumped each time
 // it is reused) in the upper 32 bits, so that a watcher holding a stale pointer cannot release
 // a later invocation by mistake.
-inline constexpr std::uint64_t kStarted = 1;   // the handler began (or was skipped)
-inline constexpr std::uint64_t kWaiting = 2;   // a fiber waiter is suspended on it
-inline constexpr std::uint64_t kDone = 4;      // the handler's side delivered its result
+inline constexpr std::uint64_t kStarted = 1;            // the handler began (or was skipped)
+inline constexpr std::uint64_t kWaiting = 2;            // a fiber waiter is suspended on it
+inline constexpr std::uint64_t kDone = 4;               // the handler's side delivered its result
 inline constexpr std::uint64_t kReleasedTimeout = 8;    // the caller got kTimeout instead
 inline constexpr std::uint64_t kReleasedShutdown = 16;  // the caller got kShuttingDown instead
 inline constexpr std::uint64_t kReleased = kReleasedTimeout | kReleasedShutdown;
@@ -72,12 +72,12 @@ struct PendingCall {
   std::atomic<int> refs{0};
   WaiterKind waiter = WaiterKind::kThread;
   Fiber* waiter_fiber = nullptr;
-  Parker parker;                      // kThread waiter
-  InvokeCallback callback;            // kCallback waiter
-  CallTimer deadline_timer;           // a waiting fiber's deadline, on its home executor
-  CallTimer queue_timer;              // TimerThread: max queue wait of an async invoke
-  Executor* timer_home = nullptr;     // where deadline_timer is armed, if on an executor
-  std::int64_t queue_wait_ns = 0;     // max queue wait of an async invoke
+  Parker parker;                   // kThread waiter
+  InvokeCallback callback;         // kCallback waiter
+  CallTimer deadline_timer;        // a waiting fiber's deadline, on its home executor
+  CallTimer queue_timer;           // TimerThread: max queue wait of an async invoke
+  Executor* timer_home = nullptr;  // where deadline_timer is armed, if on an executor
+  std::int64_t queue_wait_ns = 0;  // max queue wait of an async invoke
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...
   ClientContext client_context_copy;  // ...and client context

@@ -1,6 +1,5 @@
 // The invocation paths: admission, inline and pool dispatch, async invokes, and the completion
 // protocol between a handler's side and its caller's side.
-#include "core/str_cat.hpp"
 #include <absl/strings/str_format.h>
 #include <cxxabi.h>
 #include <immintrin.h>
@@ -12,6 +11,7 @@
 #include <typeinfo>
 
 #include "core/engine_core.hpp"
+#include "core/str_cat.hpp"
 
 namespace ember::detail {
 
@@ -19,7 +19,8 @@ namespace {
 
 std::string demangle(const char* name) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                           std::free);
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
@@ -36,7 +37,9 @@ std::string describe_current_exception() {
   }
 }
 
-std::string seconds(std::int64_t ns) { return absl::StrFormat("%.2f", static_cast<double>(ns) / 1e9); }
+std::string seconds(std::int64_t ns) {
+  return absl::StrFormat("%.2f", static_cast<double>(ns) / 1e9);
+}
 
 PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
 
@@ -47,11 +50,11 @@ PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
 Error EngineCore::throttled(const FunctionRecord& fn) {
   throttles_.fetch_add(1, std::memory_order_relaxed);
   const ConcurrencyGate& g = *fn.gate;
-  return Error{ErrorCode::kThrottled,
-               cat("function '", fn.name, "' throttled: ", g.description(), " (", g.limit(),
-                            ") is in use", &g == &unreserved_ ? cat(" (engine concurrency_limit ",
-                                                                             options_.concurrency_limit, ")")
-                                                              : std::string())};
+  return Error{
+      ErrorCode::kThrottled,
+      cat("function '", fn.name, "' throttled: ", g.description(), " (", g.limit(), ") is in use",
+          &g == &unreserved_ ? cat(" (engine concurrency_limit ", options_.concurrency_limit, ")")
+                             : std::string())};
 }
 
 Error EngineCore::recursion_error(const FunctionRecord& fn, const Invocation* parent) const {
@@ -61,19 +64,19 @@ Error EngineCore::recursion_error(const FunctionRecord& fn, const Invocation* pa
     chain = cat(p->fn->name, " -> ", chain);
   }
   if (shown == 4) chain = cat("... -> ", chain);
-  return Error{ErrorCode::kRecursionLimit,
-               cat("function '", fn.name, "' would nest ", parent->depth + 2,
-                            " invocations deep (max_invoke_depth ", options_.max_invoke_depth,
-                            "): ", chain)};
+  return Error{
+      ErrorCode::kRecursionLimit,
+      cat("function '", fn.name, "' would nest ", parent->depth + 2,
+          " invocations deep (max_invoke_depth ", options_.max_invoke_depth, "): ", chain)};
 }
 
 Error EngineCore::timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const {
-  return Error{ErrorCode::kTimeout,
-               cat("function '", fn.name, "': Task timed out after ", seconds(timeout_ns), " seconds")};
+  return Error{ErrorCode::kTimeout, cat("function '", fn.name, "': Task timed out after ",
+                                        seconds(timeout_ns), " seconds")};
 }
 
-Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload, const TypedCall* typed,
-                                    std::size_t payload_limit) const {
+Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload,
+                                    const TypedCall* typed, std::size_t payload_limit) const {
   if (fn == nullptr) return fail(ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle");
   if (fn->owner != this) {
     return fail(ErrorCode::kInvalidArgument,
@@ -86,21 +89,22 @@ Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload
                   cat("function '", fn->name, "' takes bytes; invoke it with a payload string"));
     }
     if (*typed->in_type != *fn->typed.in_type || *typed->out_type != *fn->typed.out_type) {
-      return fail(ErrorCode::kInvalidArgument,
-                  cat("function '", fn->name, "' is typed ", demangle(fn->typed.out_type->name()),
-                               "(", demangle(fn->typed.in_type->name()), "); invoked as ",
-                               demangle(typed->out_type->name()), "(", demangle(typed->in_type->name()), ")"));
+      return fail(
+          ErrorCode::kInvalidArgument,
+          cat("function '", fn->name, "' is typed ", demangle(fn->typed.out_type->name()), "(",
+              demangle(fn->typed.in_type->name()), "); invoked as ",
+              demangle(typed->out_type->name()), "(", demangle(typed->in_type->name()), ")"));
     }
   } else {
     if (fn->is_typed()) {
       return fail(ErrorCode::kInvalidArgument,
                   cat("function '", fn->name, "' is typed (", demangle(fn->typed.in_type->name()),
-                               " in); invoke it with invoke<Out>(fn, in)"));
+                      " in); invoke it with invoke<Out>(fn, in)"));
     }
     if (payload.size() > payload_limit) {
       return fail(ErrorCode::kPayloadTooLarge,
                   cat("function '", fn->name, "': request payload of ", payload.size(),
-                               " bytes exceeds the limit of ", payload_limit));
+                      " bytes exceeds the limit of ", payload_limit));
     }
   }
   return {};
@@ -109,10 +113,11 @@ Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload
 // ---- sync invoke ----
 
 std::int64_t EngineCore::deadline_for(const FunctionRecord& fn, const InvokeOptions& options,
-                                      const Invocation* parent, std::int64_t now, std::int64_t slack,
-                                      std::int64_t* timeout_ns) const noexcept {
+                                      const Invocation* parent, std::int64_t now,
+                                      std::int64_t slack, std::int64_t* timeout_ns) const noexcept {
   std::int64_t timeout = fn.timeout_ns;
-  if (options.timeout) timeout = std::min(timeout, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
+  if (options.timeout)
+    timeout = std::min(timeout, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
   std::int64_t deadline = add_saturating(now, add_saturating(timeout, slack));
   if (parent != nullptr && parent->deadline < deadline) {
     deadline = parent->deadline;
@@ -122,8 +127,8 @@ std::int64_t EngineCore::deadline_for(const FunctionRecord& fn, const InvokeOpti
   return deadline;
 }
 
-Result<std::string> EngineCore::invoke(FunctionHandle handle, std::string_view payload, TypedCall* typed,
-                                       const InvokeOptions& options) {
+Result<std::string> EngineCore::invoke(FunctionHandle handle, std::string_view payload,
+                                       TypedCall* typed, const InvokeOptions& options) {
   return invoke_impl(handle, payload, typed, options);
 }
 
@@ -162,8 +167,9 @@ Error EngineCore::shutting_down_error(const FunctionRecord& fn) const {
   return Error{ErrorCode::kShuttingDown, cat("function '", fn.name, "': engine is shutting down")};
 }
 
-inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
-                                           const InvokeOptions& options, Invocation* parent, Fiber* self) {
+inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload,
+                                                  TypedCall* typed, const InvokeOptions& options,
+                                                  Invocation* parent, Fiber* self) {
   Result<std::string> out;  // the caller's return value: the handler constructs into it
   Invocation inv;
   inv.run = &EngineCore::run_task;
@@ -184,8 +190,9 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
   Fiber* f = scheduler_->acquire_fiber(fn->stack_size);
   if (f == nullptr) [[unlikely]] {
     release_slot(fn);
-    return fail(ErrorCode::kInternal, cat("function '", fn->name, "': could not map a fiber stack of ",
-                                          fn->stack_size, " bytes"));
+    return fail(ErrorCode::kInternal,
+                cat("function '", fn->name, "': could not map a fiber stack of ", fn->stack_size,
+                    " bytes"));
   }
   if (parent != nullptr) {
     // Nested: the child shares the parent's thread and home executor.
@@ -204,7 +211,8 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
     LazyHost host(*scheduler_);
     f->assign(&inv, nullptr, &host);
     f->switch_in();
-    if (!f->idle()) [[unlikely]] host.run_until_idle(f);
+    if (!f->idle()) [[unlikely]]
+      host.run_until_idle(f);
     scheduler_->release_fiber(f);
   }
   return out;
@@ -223,7 +231,8 @@ void EngineCore::run_task(Task* t) {
       // Too late to start? (The coarse clock lags, so a task may start up to one tick late;
       // the timer thread then releases its caller at once.)
       if (core.time_.now_coarse() >= inv.deadline) {
-        core.set_error(inv, core.timeout_error(*inv.fn, inv.timeout_ns));  // waited too long to start
+        core.set_error(inv,
+                       core.timeout_error(*inv.fn, inv.timeout_ns));  // waited too long to start
         core.timeouts_.fetch_add(1, std::memory_order_relaxed);
       } else {
         core.call_handler(inv);
@@ -237,7 +246,8 @@ void EngineCore::run_task(Task* t) {
   // Clock read 2 of 2, coarse (it lags, so this errs towards no overrun): a handler that ran
   // past its deadline without reaching a suspension point is an overrun; its caller gets
   // kTimeout, as Lambda's would.
-  if (core.time_.now_coarse() > inv.deadline) [[unlikely]] core.note_overrun(inv);
+  if (core.time_.now_coarse() > inv.deadline) [[unlikely]]
+    core.note_overrun(inv);
   core.release_slot(inv.fn);
   if (inv.waiting_parent != nullptr) {
     Fiber* parent = inv.waiting_parent;
@@ -248,8 +258,8 @@ void EngineCore::run_task(Task* t) {
 void EngineCore::abandon_task(Task* t) {
   auto& inv = *static_cast<Invocation*>(t);
   EngineCore& core = *inv.core;
-  core.set_error(inv, Error{ErrorCode::kInternal, cat("function '", inv.fn->name,
-                                                               "': could not map a fiber stack")});
+  core.set_error(inv, Error{ErrorCode::kInternal,
+                            cat("function '", inv.fn->name, "': could not map a fiber stack")});
   core.release_slot(inv.fn);
   if (inv.pending != nullptr) {
     inv.pending->state.fetch_or(kStarted);
@@ -273,7 +283,7 @@ void EngineCore::note_overrun(const Invocation& inv_const) {
   format_request_id(inv, rid);
   log(LogLevel::kError, inv.fn->name, rid,
       cat("Task timed out after ", seconds(inv.timeout_ns),
-                   " seconds (inline handler returned without reaching a suspension point in time)"));
+          " seconds (inline handler returned without reaching a suspension point in time)"));
   set_error(inv, timeout_error(*inv.fn, inv.timeout_ns));
 }
 
@@ -304,8 +314,9 @@ void EngineCore::call_handler(Invocation& inv) {
       }
     } else if (out->value().size() > options_.max_sync_payload) [[unlikely]] {
       const std::size_t size = out->value().size();
-      *out = fail(ErrorCode::kPayloadTooLarge, cat("function '", fn.name, "': response of ", size,
-                                                   " bytes exceeds the limit of ", options_.max_sync_payload));
+      *out = fail(ErrorCode::kPayloadTooLarge,
+                  cat("function '", fn.name, "': response of ", size,
+                      " bytes exceeds the limit of ", options_.max_sync_payload));
     }
     return;
   }
@@ -321,7 +332,8 @@ void EngineCore::call_handler(Invocation& inv) {
 tl::unexpected<Error> EngineCore::handler_threw(const FunctionRecord& fn) {
   handler_errors_.fetch_add(1, std::memory_order_relaxed);
   return tl::unexpected<Error>(
-      Error{ErrorCode::kHandlerFailed, cat("function '", fn.name, "' threw ", describe_current_exception())});
+      Error{ErrorCode::kHandlerFailed,
+            cat("function '", fn.name, "' threw ", describe_current_exception())});
 }
 
 // ---- pooled calls ----
@@ -356,7 +368,8 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.request_id[0] = '\0';
   // A new generation; the watched deadline is cleared before it is published (see on_overdue).
   inv.watch_deadline.store(kNever, std::memory_order_relaxed);
-  const std::uint64_t generation = (pc->state.load(std::memory_order_relaxed) >> kGenerationShift) + 1;
+  const std::uint64_t generation =
+      (pc->state.load(std::memory_order_relaxed) >> kGenerationShift) + 1;
   pc->state.store(generation << kGenerationShift, std::memory_order_release);
   pc->refs.store(refs, std::memory_order_relaxed);
   pc->waiter_fiber = nullptr;
@@ -442,7 +455,8 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
       char rid[37];
       format_request_id(pc->inv, rid);
       log(LogLevel::kWarn, pc->inv.fn->name, rid,
-          "handler returned after its caller was released; its result is dropped and its slot freed");
+          "handler returned after its caller was released; its result is dropped and its slot "
+          "freed");
     }
   } else {
     switch (pc->waiter) {
@@ -466,8 +480,9 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
   unref(pc);  // the handler's side
 }
 
-Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
-                                           const InvokeOptions& options, Invocation* parent, Fiber* self) {
+Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload,
+                                           TypedCall* typed, const InvokeOptions& options,
+                                           Invocation* parent, Fiber* self) {
   PendingCall* pc = acquire_call(fn, 2);  // the caller's side and the handler's side
   Invocation& inv = pc->inv;
   inv.parent = parent;
@@ -546,10 +561,12 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   FunctionRecord* fn = handle.record_;
   if (auto ok = check_call(fn, payload, nullptr, options_.max_async_payload); !ok) return ok;
   if (!callback) {
-    return fail(ErrorCode::kInvalidArgument, cat("invoke_async of '", fn->name, "': callback is empty"));
+    return fail(ErrorCode::kInvalidArgument,
+                cat("invoke_async of '", fn->name, "': callback is empty"));
   }
   if (shutting_down_.load(std::memory_order_seq_cst)) {
-    return fail(ErrorCode::kShuttingDown, cat("function '", fn->name, "': engine is shutting down"));
+    return fail(ErrorCode::kShuttingDown,
+                cat("function '", fn->name, "': engine is shutting down"));
   }
   Fiber* self = current_fiber();
   Invocation* parent = self != nullptr ? static_cast<Invocation*>(self->task()) : nullptr;
@@ -570,12 +587,15 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   }
   // The execution deadline starts at admission (start_async); until then the queue wait runs.
   inv.timeout_ns = fn->timeout_ns;
-  if (options.timeout) inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
+  if (options.timeout)
+    inv.timeout_ns =
+        std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
   const std::int64_t now = time_.now();  // the one clock read of an async invoke
   if (parent != nullptr) {
     inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - now));
   }
-  const std::int64_t queue_wait = options.max_queue_wait ? to_nanos(*options.max_queue_wait) : fn->max_queue_wait_ns;
+  const std::int64_t queue_wait =
+      options.max_queue_wait ? to_nanos(*options.max_queue_wait) : fn->max_queue_wait_ns;
   pc->queue_wait_ns = queue_wait;
   pc->queue_timer.deadline = add_saturating(now, queue_wait);
   pc->queue_timer.fire = &EngineCore::on_queue_timeout;
@@ -598,7 +618,7 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   unref(pc);
   return fail(ErrorCode::kQueueFull,
               cat("function '", fn->name, "': ", options_.max_queued_per_function,
-                           " async invokes already wait for a slot of the ", limit));
+                  " async invokes already wait for a slot of the ", limit));
 }
 
 void EngineCore::start_async(PendingCall* pc, std::int64_t now) {
@@ -626,7 +646,8 @@ std::int64_t EngineCore::on_overdue(Task* task, std::int64_t now, void* self) {
   const std::int64_t deadline = task->watch_deadline.load(std::memory_order_acquire);
   const std::uint64_t after = pc->state.load(std::memory_order_acquire);
   const std::uint64_t generation = before >> kGenerationShift;
-  if ((after >> kGenerationShift) != generation || (after & (kDone | kReleased)) != 0) return kNever;
+  if ((after >> kGenerationShift) != generation || (after & (kDone | kReleased)) != 0)
+    return kNever;
   if (deadline > now) return deadline;
   if (pc->waiter == WaiterKind::kCallback && core->try_release(pc, kReleasedTimeout, generation)) {
     auto callback = std::move(pc->callback);
@@ -644,11 +665,11 @@ void EngineCore::on_queue_timeout(Timer* t) {
     core.timeouts_.fetch_add(1, std::memory_order_relaxed);
     pc->state.fetch_or(kStarted | kReleasedTimeout);
     auto callback = std::move(pc->callback);
-    callback(fail(ErrorCode::kTimeout,
-                  cat("function '", fn.name, "': waited ",
-                               absl::FormatDuration(absl::Nanoseconds(pc->queue_wait_ns)),
-                               " in the queue for a slot of the ", fn.gate->description(), " (",
-                               fn.gate->limit(), "); it never ran")));
+    callback(
+        fail(ErrorCode::kTimeout, cat("function '", fn.name, "': waited ",
+                                      absl::FormatDuration(absl::Nanoseconds(pc->queue_wait_ns)),
+                                      " in the queue for a slot of the ", fn.gate->description(),
+                                      " (", fn.gate->limit(), "); it never ran")));
     core.unref(pc);  // delivery
     core.unref(pc);  // never submitted: the handler's side
   }

@@ -15,7 +15,7 @@ Result<void> validate_function_name(std::string_view name) {
   if (name.size() > kMaxFunctionNameLength) {
     return fail(ErrorCode::kInvalidArgument,
                 cat("function name '", name.substr(0, 16), "...' is ", name.size(),
-                             " characters; at most ", kMaxFunctionNameLength, " are allowed"));
+                    " characters; at most ", kMaxFunctionNameLength, " are allowed"));
   }
   if (!is_alnum(name[0])) {
     return fail(ErrorCode::kInvalidArgument,
@@ -27,10 +27,10 @@ Result<void> validate_function_name(std::string_view name) {
       const bool printable = c >= 0x20 && c < 0x7f;
       return fail(ErrorCode::kInvalidArgument,
                   cat("function name '", printable ? name : std::string_view("<binary>"),
-                               "' has character ",
-                               printable ? cat("'", c, "'")
-                                         : cat("byte ", static_cast<int>(static_cast<unsigned char>(c))),
-                               " at position ", i, "; allowed are letters, digits, '.', '_', '-'"));
+                      "' has character ",
+                      printable ? cat("'", c, "'")
+                                : cat("byte ", static_cast<int>(static_cast<unsigned char>(c))),
+                      " at position ", i, "; allowed are letters, digits, '.', '_', '-'"));
     }
   }
   return {};

@@ -31,13 +31,13 @@ struct FunctionRecord {
   FunctionConfig config;
   std::int64_t timeout_ns = 0;
   std::int64_t max_queue_wait_ns = 0;
-  std::size_t stack_size = 0;  // StackPool::round_size'd
-  BytesHandler bytes;          // set for bytes handlers
-  TypedHandler typed;          // set (typed.call) for typed handlers
-  ConcurrencyGate* gate = nullptr;                 // own_gate or the engine's unreserved gate
-  std::unique_ptr<ConcurrencyGate> own_gate;       // reserved functions only
-  std::atomic<int> queued{0};                      // async invokes waiting for a slot
-  bool typed_flag = false;                         // == static_cast<bool>(typed.call)
+  std::size_t stack_size = 0;                 // StackPool::round_size'd
+  BytesHandler bytes;                         // set for bytes handlers
+  TypedHandler typed;                         // set (typed.call) for typed handlers
+  ConcurrencyGate* gate = nullptr;            // own_gate or the engine's unreserved gate
+  std::unique_ptr<ConcurrencyGate> own_gate;  // reserved functions only
+  std::atomic<int> queued{0};                 // async invokes waiting for a slot
+  bool typed_flag = false;                    // == static_cast<bool>(typed.call)
   [[nodiscard]] bool is_typed() const noexcept { return typed_flag; }
 };
 

@@ -14,8 +14,8 @@ inline void append_piece(std::string& out, std::string_view piece) { out.append(
 inline void append_piece(std::string& out, const char* piece) { out.append(piece); }
 inline void append_piece(std::string& out, char c) { out.push_back(c); }
 template <std::integral T>
-  requires(!std::same_as<T, char> && !std::same_as<T, bool>)
-void append_piece(std::string& out, T value) {
+requires(!std::same_as<T, char> && !std::same_as<T, bool>) void append_piece(std::string& out,
+                                                                             T value) {
   out.append(std::to_string(value));
 }
 

@@ -13,7 +13,8 @@ std::string_view FunctionHandle::version() const noexcept {
   return record_ != nullptr ? std::string_view(record_->version) : std::string_view();
 }
 
-Engine::Engine(EngineOptions options) : core_(std::make_unique<detail::EngineCore>(std::move(options))) {
+Engine::Engine(EngineOptions options)
+    : core_(std::make_unique<detail::EngineCore>(std::move(options))) {
   core_->set_engine(this);
 }
 
@@ -56,8 +57,8 @@ Result<void> Engine::invoke_typed(FunctionHandle fn, detail::TypedCall& call,
   return {};
 }
 
-Result<void> Engine::invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
-                                  const InvokeOptions& options) {
+Result<void> Engine::invoke_async(FunctionHandle fn, std::string_view payload,
+                                  InvokeCallback callback, const InvokeOptions& options) {
   return core_->invoke_async(fn, payload, std::move(callback), options);
 }
 

@@ -25,13 +25,11 @@ struct OwnedStack {
 constinit thread_local Fiber* tls_current_fiber = nullptr;
 
 Fiber::Fiber(Scheduler& owner, StackPool& stacks, std::size_t stack_size, std::uint32_t id)
-    : owner_(owner),
-      stacks_(stacks), stack_(stacks.acquire(stack_size)), id_(id) {
+    : owner_(owner), stacks_(stacks), stack_(stacks.acquire(stack_size)), id_(id) {
   if (!valid()) return;
-  self_ = boost::context::fiber(std::allocator_arg, OwnedStack{stack_},
-                                [this](boost::context::fiber&& caller) {
-                                  return body(std::move(caller));
-                                });
+  self_ = boost::context::fiber(
+      std::allocator_arg, OwnedStack{stack_},
+      [this](boost::context::fiber&& caller) { return body(std::move(caller)); });
 #if defined(EMBER_TSAN)
   tsan_fiber_ = __tsan_create_fiber(0);
 #endif

@@ -26,9 +26,9 @@ class Scheduler;
 
 // A unit of work for a fiber. Derived records (invocations) put their own data after it.
 struct Task {
-  void (*run)(Task*) = nullptr;       // runs on the fiber; must not throw
-  void (*abandon)(Task*) = nullptr;   // completes it with an error when no fiber can be had
-  std::size_t stack_size = 0;         // which fiber stacks may run it (StackPool::round_size'd)
+  void (*run)(Task*) = nullptr;      // runs on the fiber; must not throw
+  void (*abandon)(Task*) = nullptr;  // completes it with an error when no fiber can be had
+  std::size_t stack_size = 0;        // which fiber stacks may run it (StackPool::round_size'd)
   // While a worker runs this task, the scheduler's timer thread watches this deadline (engine
   // time) and reports the task overdue once it passes, even if the worker never gets control
   // back. kNever (INT64_MAX): not watched.

@@ -24,7 +24,9 @@ class Parker final {
   // Returns true if it consumed a permit.
   bool park(std::int64_t timeout_ns) noexcept;
   // Consumes a pending permit without waiting.
-  bool try_consume() noexcept { return state_.exchange(kEmpty, std::memory_order_acquire) == kNotified; }
+  bool try_consume() noexcept {
+    return state_.exchange(kEmpty, std::memory_order_acquire) == kNotified;
+  }
 
  private:
   static constexpr int kEmpty = 0;

@@ -23,4 +23,3 @@
 #if defined(EMBER_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
-

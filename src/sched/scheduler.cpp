@@ -47,7 +47,8 @@ FiberPool::~FiberPool() {
 
 Fiber* FiberPool::create(std::size_t stack_size) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto fiber = std::make_unique<Fiber>(owner_, stacks_, stack_size, static_cast<std::uint32_t>(all_.size() + 1));
+  auto fiber = std::make_unique<Fiber>(owner_, stacks_, stack_size,
+                                       static_cast<std::uint32_t>(all_.size() + 1));
   if (!fiber->valid()) return nullptr;
   all_.push_back(std::move(fiber));
   return all_.back().get();
@@ -78,7 +79,9 @@ Worker::Worker(Scheduler& scheduler, int index) : scheduler_(scheduler), index_(
   ready_batch_.reserve(64);
 }
 
-void Worker::start() { thread_ = std::thread([this] { loop(); }); }
+void Worker::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
@@ -96,7 +99,8 @@ void Worker::ready(Fiber* f) noexcept {
 bool Worker::wake_if_parked() noexcept {
   // Pairs with the fence in loop(): either we see parked_ or the worker sees our work.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (parked_.load(std::memory_order_relaxed) && parked_.exchange(false, std::memory_order_acq_rel)) {
+  if (parked_.load(std::memory_order_relaxed) &&
+      parked_.exchange(false, std::memory_order_acq_rel)) {
     scheduler_.parked_count_.fetch_sub(1, std::memory_order_relaxed);
     parker_.unpark();
     return true;

@@ -122,7 +122,7 @@ class FiberPool final {
   StackPool& stacks_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Fiber>> all_;  // guarded by mu_
-  FiberList shared_;                          // guarded by mu_
+  FiberList shared_;                         // guarded by mu_
 };
 
 class Worker final : public Executor {
@@ -154,9 +154,9 @@ class Worker final : public Executor {
   moodycamel::ConcurrentQueue<Task*> tasks_;
   moodycamel::ConcurrentQueue<Fiber*> ready_remote_;
   std::atomic<Task*> running_{nullptr};  // the watched task running now, for the TimerThread
-  std::vector<Fiber*> ready_local_;   // worker thread only
-  std::vector<Fiber*> ready_batch_;   // worker thread only
-  FiberList free_;                    // worker thread only
+  std::vector<Fiber*> ready_local_;      // worker thread only
+  std::vector<Fiber*> ready_batch_;      // worker thread only
+  FiberList free_;                       // worker thread only
   Parker parker_;
   std::atomic<bool> parked_{false};
   std::thread thread_;
@@ -268,6 +268,7 @@ class Scheduler final {
  private:
   friend class Worker;
   friend class InlineHost;
+
  public:
   // An idle fiber of ours back to the shared list (per-thread caches letting go of it).
   void give_back_shared(Fiber* f);

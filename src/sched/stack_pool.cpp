@@ -1,11 +1,11 @@
 #include "sched/stack_pool.hpp"
 
-#include "sched/sanitizers.hpp"
-
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "sched/sanitizers.hpp"
 
 namespace ember::detail {
 
@@ -30,7 +30,8 @@ Stack StackPool::acquire(std::size_t size) {
   size = round_size(size);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = std::find_if(free_.begin(), free_.end(), [&](const Stack& s) { return s.size == size; });
+    auto it =
+        std::find_if(free_.begin(), free_.end(), [&](const Stack& s) { return s.size == size; });
     if (it != free_.end()) {
       Stack s = *it;
       *it = free_.back();

@@ -14,9 +14,9 @@
 namespace ember::detail {
 
 struct Stack {
-  void* top = nullptr;        // highest address (stacks grow down)
-  std::size_t size = 0;       // usable bytes below top
-  void* mapping = nullptr;    // start of the mapping, guard page included
+  void* top = nullptr;      // highest address (stacks grow down)
+  std::size_t size = 0;     // usable bytes below top
+  void* mapping = nullptr;  // start of the mapping, guard page included
   std::size_t mapping_size = 0;
 };
 
@@ -37,8 +37,8 @@ class StackPool final {
 
  private:
   std::mutex mu_;
-  std::vector<Stack> free_;   // guarded by mu_
-  std::size_t mapped_ = 0;    // guarded by mu_
+  std::vector<Stack> free_;  // guarded by mu_
+  std::size_t mapped_ = 0;   // guarded by mu_
 };
 
 }  // namespace ember::detail

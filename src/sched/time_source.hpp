@@ -23,7 +23,8 @@ inline constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 // Saturating a + b for deadlines.
 inline std::int64_t add_saturating(std::int64_t a, std::int64_t b) noexcept {
   std::int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? kNever : std::numeric_limits<std::int64_t>::min();
+  if (__builtin_add_overflow(a, b, &r))
+    return b > 0 ? kNever : std::numeric_limits<std::int64_t>::min();
   return r;
 }
 

@@ -7,7 +7,6 @@
 // reference counts) until the callback has run.
 #pragma once
 
-#include <cstdint>
 #include <absl/container/inlined_vector.h>
 
 #include <atomic>
@@ -17,9 +16,9 @@
 namespace ember::detail {
 
 struct Timer {
-  std::int64_t deadline = 0;          // engine time
-  void (*fire)(Timer*) = nullptr;     // called once, outside the heap lock, unless cancelled
-  std::int32_t index = -1;            // position in the heap; -1 when not armed (heap-owned)
+  std::int64_t deadline = 0;       // engine time
+  void (*fire)(Timer*) = nullptr;  // called once, outside the heap lock, unless cancelled
+  std::int32_t index = -1;         // position in the heap; -1 when not armed (heap-owned)
 };
 
 class TimerHeap final {
@@ -38,7 +37,9 @@ class TimerHeap final {
   [[nodiscard]] std::int64_t next_deadline();
   // The earliest deadline without taking the lock (kNever when empty): lets idle loops skip
   // the clock read and the lock when nothing is armed.
-  [[nodiscard]] std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::int64_t earliest() const noexcept {
+    return earliest_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] bool empty();
 
  private:

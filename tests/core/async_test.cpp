@@ -372,7 +372,8 @@ TEST_P(AsyncTest, HandlerPastItsDeadlineGetsTimeoutCallbackWhileItStillRuns) {
   EXPECT_EQ(engine().stats().in_flight, 1);  // it keeps its slot
 
   recorder_.release();
-  wait_for_log(absl::StrCat("stuck|", recorder_.request_id(), "|"));
+  wait_for_log(absl::StrCat("stuck|", recorder_.request_id(),
+                            "|handler returned after its caller was released"));
   EXPECT_TRUE(recorder_.block_returned());
   EXPECT_EQ(engine().stats().running_overruns, 0);
   EXPECT_EQ(engine().stats().overruns, 1u);
@@ -391,7 +392,8 @@ TEST_P(AsyncTest, CallbacksRunOnANonCallerThread) {
   clock_.advance(kDefaultTimeout);  // so is the execution timeout of "block"
   outcomes_.wait_for("block");
   recorder_.release();
-  wait_for_log(absl::StrCat("q|", recorder_.request_id(), "|"));
+  wait_for_log(absl::StrCat("q|", recorder_.request_id(),
+                            "|handler returned after its caller was released"));
   ASSERT_TRUE(engine().invoke_async(fn, "ok", outcomes_.callback("ok")));  // a worker's callback
   EXPECT_EQ(outcomes_.wait_for("ok").value(), "ok");
 

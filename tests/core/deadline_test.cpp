@@ -363,10 +363,14 @@ TEST_P(DeadlineTest, PoolCallerIsReleasedAtTheDeadlineWhileTheHandlerStillRuns) 
   EXPECT_EQ(during.overruns, 0u);
   EXPECT_EQ(during.timeouts, 1u);
   EXPECT_EQ(during.in_flight, 1);
-  EXPECT_TRUE(logs_.contains("straggler|")) << ::testing::PrintToString(logs_.lines());
+  // Logged by function and request id when the caller is released.
+  EXPECT_TRUE(
+      logs_.contains(absl::StrCat("straggler|", straggler_.request_id, "|Task timed out after")))
+      << ::testing::PrintToString(logs_.lines());
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("straggler|", straggler_.request_id, "|"));
+  wait_for_log(absl::StrCat("straggler|", straggler_.request_id,
+                            "|handler returned after its caller was released"));
   EngineStats after = engine().stats();
   EXPECT_EQ(after.running_overruns, 0);
   EXPECT_EQ(after.overruns, 1u);
@@ -400,7 +404,8 @@ TEST_P(DeadlineTest, OverrunningHandlerKeepsItsReservedSlotUntilItReturns) {
   }
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("single|", straggler_.request_id, "|"));
+  wait_for_log(absl::StrCat("single|", straggler_.request_id,
+                            "|handler returned after its caller was released"));
   EXPECT_EQ(engine().stats().in_flight, 0);
   EXPECT_EQ(engine().invoke(fn, "fast").value(), "fast");
 }
@@ -441,7 +446,8 @@ TEST_P(DeadlineTest, NestedPoolInvokeWakesTheWaitingFiberWithTimeoutAtTheDeadlin
   EXPECT_EQ(engine().stats().running_overruns, 1);
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("inner|", straggler_.request_id, "|"));
+  wait_for_log(absl::StrCat("inner|", straggler_.request_id,
+                            "|handler returned after its caller was released"));
   EXPECT_EQ(engine().stats().running_overruns, 0);
   EXPECT_EQ(engine().stats().overruns, 1u);
   EXPECT_TRUE(straggler_.cancelled_at_end);

@@ -40,10 +40,12 @@ TEST_P(InvokeTest, PoolInvokeRunsOnAWorkerThread) {
 
 TEST_P(InvokeTest, FunctionDefaultDispatchIsUsedAndCanBeOverridden) {
   std::thread::id ran_on;
-  auto fn = add("pooled", [&](Context&, std::string_view) -> Result<std::string> {
-    ran_on = std::this_thread::get_id();
-    return "";
-  }, {.dispatch = Dispatch::kPool});
+  auto fn = add("pooled",
+                [&](Context&, std::string_view) -> Result<std::string> {
+                  ran_on = std::this_thread::get_id();
+                  return "";
+                },
+                {.dispatch = Dispatch::kPool});
   ASSERT_TRUE(engine().invoke(fn, ""));
   EXPECT_NE(ran_on, std::this_thread::get_id());
   ASSERT_TRUE(engine().invoke(fn, "", {.dispatch = Dispatch::kInline}));
@@ -97,9 +99,8 @@ struct NotAnException {
 
 TEST_P(InvokeTest, NonStdExceptionsBecomeHandlerFailedWithTheirType) {
   auto throws_int = add("int", [](Context&, std::string_view) -> Result<std::string> { throw 42; });
-  auto throws_struct = add("struct", [](Context&, std::string_view) -> Result<std::string> {
-    throw NotAnException{3};
-  });
+  auto throws_struct = add(
+      "struct", [](Context&, std::string_view) -> Result<std::string> { throw NotAnException{3}; });
   auto r1 = engine().invoke(throws_int, "");
   ASSERT_FALSE(r1);
   EXPECT_EQ(r1.error().code, ErrorCode::kHandlerFailed);
@@ -134,9 +135,11 @@ TEST_P(InvokeTest, NestedInlineInvokeRunsOnTheSameThreadWithDepth) {
 }
 
 TEST_P(InvokeTest, NestedPoolInvokeSuspendsTheCallerFiber) {
-  add("inner", [](Context&, std::string_view in) -> Result<std::string> {
-    return std::string(in) + "+inner";
-  }, {.dispatch = Dispatch::kPool});
+  add("inner",
+      [](Context&, std::string_view in) -> Result<std::string> {
+        return std::string(in) + "+inner";
+      },
+      {.dispatch = Dispatch::kPool});
   auto outer = add("outer", [](Context& ctx, std::string_view in) -> Result<std::string> {
     return ctx.invoke("inner", in);
   });
@@ -176,10 +179,13 @@ TEST_P(InvokeTest, RecursionLimitIsConfigurable) {
   o.max_invoke_depth = 3;
   Engine engine{o};
   std::atomic<int> deepest{0};
-  auto fn = engine.register_function("r", {}, [&](Context& ctx, std::string_view) -> Result<std::string> {
-    deepest = std::max(deepest.load(), ctx.depth());
-    return ctx.invoke("r", "");
-  }).value();
+  auto fn = engine
+                .register_function("r", {},
+                                   [&](Context& ctx, std::string_view) -> Result<std::string> {
+                                     deepest = std::max(deepest.load(), ctx.depth());
+                                     return ctx.invoke("r", "");
+                                   })
+                .value();
   auto r = engine.invoke(fn, "");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kRecursionLimit);
@@ -234,7 +240,8 @@ TEST_P(InvokeTest, TypedInvokeWithWrongTypesIsAnErrorNamingThem) {
 
 TEST_P(InvokeTest, TypedHandlerExceptionBecomesHandlerFailed) {
   auto fn = engine().register_function<Order, Quote>(
-      "quote", {}, [](Context&, const Order&) -> Result<Quote> { throw std::runtime_error("no price"); });
+      "quote", {},
+      [](Context&, const Order&) -> Result<Quote> { throw std::runtime_error("no price"); });
   auto q = engine().invoke<Quote>(*fn, Order{1, 1});
   ASSERT_FALSE(q);
   EXPECT_EQ(q.error().code, ErrorCode::kHandlerFailed);
@@ -243,7 +250,8 @@ TEST_P(InvokeTest, TypedHandlerExceptionBecomesHandlerFailed) {
 
 TEST_P(InvokeTest, TypedNestedInvokeFromContext) {
   ASSERT_TRUE((engine().register_function<Order, Quote>(
-      "quote", {}, [](Context&, const Order& o) -> Result<Quote> { return Quote{o.quantity * o.price}; })));
+      "quote", {},
+      [](Context&, const Order& o) -> Result<Quote> { return Quote{o.quantity * o.price}; })));
   auto outer = add("outer", [&](Context& ctx, std::string_view) -> Result<std::string> {
     auto quote = engine().function("quote").value();
     auto q = ctx.invoke<Quote>(quote, Order{2, 4.0});
@@ -262,9 +270,12 @@ TEST_P(InvokeTest, PayloadLimitsApplyToRequestsAndResponses) {
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error().code, ErrorCode::kPayloadTooLarge);
   EXPECT_NE(big.error().message.find("17 bytes"), std::string::npos);
-  auto grow = engine.register_function("grow", {}, [](Context&, std::string_view) -> Result<std::string> {
-    return std::string(100, 'y');
-  }).value();
+  auto grow = engine
+                  .register_function("grow", {},
+                                     [](Context&, std::string_view) -> Result<std::string> {
+                                       return std::string(100, 'y');
+                                     })
+                  .value();
   auto response = engine.invoke(grow, "", {.dispatch = Dispatch::kPool});
   ASSERT_FALSE(response);
   EXPECT_EQ(response.error().code, ErrorCode::kPayloadTooLarge);

@@ -49,10 +49,11 @@ class AllocationTest : public EngineTest {
 TEST_P(AllocationTest, WarmInlineInvokeDoesNotAllocate) {
   auto fn = add("echo", echo_handler());
   std::atomic<int> failures{0};
-  EXPECT_EQ(allocations_when_warm(5000, [&] {
-              auto r = engine().invoke(fn, "short payload");
-              if (!r) failures.fetch_add(1);
-            }),
+  EXPECT_EQ(allocations_when_warm(5000,
+                                  [&] {
+                                    auto r = engine().invoke(fn, "short payload");
+                                    if (!r) failures.fetch_add(1);
+                                  }),
             0);
   EXPECT_EQ(failures.load(), 0);
 }
@@ -60,10 +61,12 @@ TEST_P(AllocationTest, WarmInlineInvokeDoesNotAllocate) {
 TEST_P(AllocationTest, WarmPoolInvokeDoesNotAllocate) {
   auto fn = add("echo", echo_handler());
   std::atomic<int> failures{0};
-  EXPECT_EQ(allocations_when_warm(5000, [&] {
-              auto r = engine().invoke(fn, "short payload", {.dispatch = Dispatch::kPool});
-              if (!r) failures.fetch_add(1);
-            }),
+  EXPECT_EQ(allocations_when_warm(5000,
+                                  [&] {
+                                    auto r = engine().invoke(fn, "short payload",
+                                                             {.dispatch = Dispatch::kPool});
+                                    if (!r) failures.fetch_add(1);
+                                  }),
             0);
   EXPECT_EQ(failures.load(), 0);
 }
@@ -77,10 +80,11 @@ TEST_P(AllocationTest, WarmNestedInvokesDoNotAllocate) {
     return ctx.invoke(pooled, in);
   });
   std::atomic<int> failures{0};
-  EXPECT_EQ(allocations_when_warm(3000, [&] {
-              auto r = engine().invoke(parent, "p");
-              if (!r) failures.fetch_add(1);
-            }),
+  EXPECT_EQ(allocations_when_warm(3000,
+                                  [&] {
+                                    auto r = engine().invoke(parent, "p");
+                                    if (!r) failures.fetch_add(1);
+                                  }),
             0);
   EXPECT_EQ(failures.load(), 0);
 }
@@ -93,15 +97,15 @@ struct Out {
 };
 
 TEST_P(AllocationTest, WarmTypedInvokeDoesNotAllocate) {
-  auto fn = engine().register_function<In, Out>("typed", {}, [](Context&, const In& in) -> Result<Out> {
-    return Out{in.v + 1};
-  });
+  auto fn = engine().register_function<In, Out>(
+      "typed", {}, [](Context&, const In& in) -> Result<Out> { return Out{in.v + 1}; });
   ASSERT_TRUE(fn);
   long sum = 0, calls = 0;
-  EXPECT_EQ(allocations_when_warm(5000, [&] {
-              sum += engine().invoke<Out>(*fn, In{1}).value_or(Out{0}).v;
-              ++calls;
-            }),
+  EXPECT_EQ(allocations_when_warm(5000,
+                                  [&] {
+                                    sum += engine().invoke<Out>(*fn, In{1}).value_or(Out{0}).v;
+                                    ++calls;
+                                  }),
             0);
   EXPECT_EQ(sum, 2 * calls);  // every call returned in.v + 1 == 2
 }

@@ -30,9 +30,9 @@ struct Tracked {
 class StressTest : public EngineTest {};
 
 TEST_P(StressTest, HundredThousandAsyncInvokesNeverExceedCapsAndLoseNothing) {
-  constexpr int kReserved = 6;     // functions with reserved concurrency 1..6
-  constexpr int kUnreserved = 6;   // functions sharing the unreserved pool
-  constexpr int kEngineLimit = 24; // 21 reserved, so the unreserved pool holds 3
+  constexpr int kReserved = 6;      // functions with reserved concurrency 1..6
+  constexpr int kUnreserved = 6;    // functions sharing the unreserved pool
+  constexpr int kEngineLimit = 24;  // 21 reserved, so the unreserved pool holds 3
   constexpr int kTotal = 100'000;
   constexpr int kSubmitters = 4;
 
@@ -56,8 +56,8 @@ TEST_P(StressTest, HundredThousandAsyncInvokesNeverExceedCapsAndLoseNothing) {
     // across fiber switches too.
     auto fn = engine.register_function(
         "f" + std::to_string(i), config,
-        [tp, reserved, &unreserved_running, &unreserved_max](Context& ctx, std::string_view in)
-            -> Result<std::string> {
+        [tp, reserved, &unreserved_running, &unreserved_max](
+            Context& ctx, std::string_view in) -> Result<std::string> {
           tp->enter();
           if (!reserved) {
             const int now = unreserved_running.fetch_add(1) + 1;
@@ -121,12 +121,13 @@ TEST_P(StressTest, HundredThousandAsyncInvokesNeverExceedCapsAndLoseNothing) {
 TEST_P(StressTest, MixedSyncInlinePoolAndNestedInvokesFromManyThreadsAllComplete) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 5'000;
-  auto leaf = add("leaf", [](Context&, std::string_view in) -> Result<std::string> {
-    return std::string(in);
-  }, {.reserved_concurrency = 50});
-  auto pooled_leaf = add("pooled_leaf", [](Context&, std::string_view in) -> Result<std::string> {
-    return std::string(in);
-  }, {.dispatch = Dispatch::kPool});
+  auto leaf = add(
+      "leaf", [](Context&, std::string_view in) -> Result<std::string> { return std::string(in); },
+      {.reserved_concurrency = 50});
+  auto pooled_leaf =
+      add("pooled_leaf",
+          [](Context&, std::string_view in) -> Result<std::string> { return std::string(in); },
+          {.dispatch = Dispatch::kPool});
   auto parent = add("parent", [&](Context& ctx, std::string_view in) -> Result<std::string> {
     auto a = ctx.invoke(leaf, in);
     if (!a) return a;
