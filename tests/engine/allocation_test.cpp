@@ -11,6 +11,10 @@ namespace {
 std::atomic<long> g_allocations{0};
 }  // namespace
 
+// The replacements below pair operator new with malloc and operator delete with free, which
+// GCC cannot see across the replaced functions.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t size) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
