@@ -70,7 +70,7 @@ struct EngineOptions {
   // this many; one more is refused with kQueueFull.
   int max_queued_per_function = 1024;
   // How long an idle worker spins looking for work before it parks (no CPU while parked).
-  absl::Duration spin_before_park = absl::Microseconds(50);
+  absl::Duration spin_before_park = absl::Microseconds(250);
   // Time source. nullptr = the engine's own monotonic clock. Must outlive the engine.
   Clock* clock = nullptr;
   // Where log lines go. Empty = stderr.

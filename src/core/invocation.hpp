@@ -35,9 +35,8 @@ struct Invocation : Task {
   TypedCall* typed = nullptr;  // typed invoke: where In is and where Result<Out> goes
   const ClientContext* client_context = nullptr;
   // Where a bytes handler's result goes: the inline caller's return value (constructed in
-  // place, no move), or `result` below for pooled calls.
+  // place, no move), or PendingCall::result for pooled calls.
   Result<std::string>* out = nullptr;
-  Result<std::string> result;
   std::int64_t timeout_ns = 0;  // the effective timeout, for messages
   // Identity, set when the invocation starts on a fiber.
   Fiber* fiber = nullptr;
@@ -68,6 +67,7 @@ struct CallTimer : Timer {
 
 struct PendingCall {
   Invocation inv;
+  Result<std::string> result;         // the handler's result (bytes calls)
   std::atomic<std::uint64_t> state{0};
   std::atomic<int> refs{0};
   WaiterKind waiter = WaiterKind::kThread;

@@ -136,8 +136,10 @@ inline Result<std::string> EngineCore::invoke_impl(FunctionHandle handle, std::s
                                                    TypedCall* typed, const InvokeOptions& options) {
   FunctionRecord* fn = handle.record_;
   // One branch for the common case; check_call says exactly what is wrong otherwise.
-  if (fn == nullptr || fn->owner != this || typed != nullptr || fn->typed_flag ||
-      payload.size() > options_.max_sync_payload) [[unlikely]] {
+  if (fn == nullptr || fn->owner != this ||
+      (typed == nullptr ? fn->typed_flag || payload.size() > options_.max_sync_payload
+                        : !fn->typed_flag || *typed->in_type != *fn->typed.in_type ||
+                              *typed->out_type != *fn->typed.out_type)) [[unlikely]] {
     if (auto ok = check_call(fn, payload, typed, options_.max_sync_payload); !ok) {
       return tl::unexpected<Error>(std::move(ok.error()));
     }
@@ -351,7 +353,7 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
     all_calls_.push_back(std::move(fresh));
   }
   Invocation& inv = pc->inv;
-  inv.out = &inv.result;
+  inv.out = &pc->result;
   inv.run = &EngineCore::run_task;
   inv.abandon = &EngineCore::abandon_task;
   inv.stack_size = fn->stack_size;
@@ -375,7 +377,8 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   pc->waiter_fiber = nullptr;
   pc->timer_home = nullptr;
   pc->gate_link.function_queued = &fn->queued;
-  pc->parker.try_consume();  // drop a stale permit from the record's previous use
+  // A permit left in pc->parker by the record's previous use only makes a park return early;
+  // waiters re-check the state, so it is not cleared (that would be one more atomic RMW).
   pc->in_use.store(true, std::memory_order_release);
   return pc;
 }
@@ -383,7 +386,7 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
 void EngineCore::unref(PendingCall* pc) noexcept {
   if (pc->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   pc->callback = nullptr;
-  pc->inv.result = std::string();
+  pc->result = std::string();
   pc->client_context_copy.clear();
   pc->in_use.store(false, std::memory_order_release);
   free_calls_.enqueue(pc);
@@ -471,7 +474,7 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
         break;
       case WaiterKind::kCallback: {
         auto callback = std::move(pc->callback);
-        callback(std::move(pc->inv.result));
+        callback(std::move(pc->result));
         unref(pc);  // delivery
         break;
       }
@@ -542,7 +545,7 @@ Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view 
   }
   Result<std::string> out = (s & kReleased) != 0
                                 ? Result<std::string>(tl::unexpected<Error>(release_error(*pc, s)))
-                                : std::move(inv.result);
+                                : std::move(pc->result);
   unref(pc);
   return out;
 }
@@ -685,6 +688,12 @@ namespace ember {
 Result<std::string> Engine::invoke(FunctionHandle fn, std::string_view payload,
                                    const InvokeOptions& options) {
   return core_->invoke_impl(fn, payload, nullptr, options);
+}
+
+Result<void> Engine::invoke_typed(FunctionHandle fn, detail::TypedCall& call, const InvokeOptions& options) {
+  auto r = core_->invoke_impl(fn, {}, &call, options);
+  if (!r) [[unlikely]] return tl::unexpected<Error>(std::move(r.error()));
+  return {};
 }
 
 }  // namespace ember

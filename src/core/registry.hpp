@@ -1,8 +1,8 @@
 // registry.hpp — the functions of one engine, by name.
 //
 // Records are immutable once published (their counters aside) and live as long as the engine,
-// so a FunctionHandle is a plain pointer. Lookups take a shared lock; registration an
-// exclusive one.
+// so a FunctionHandle is a plain pointer. Lookups are lock-free (NameTable); registration
+// takes a mutex.
 #pragma once
 
 #include <absl/base/thread_annotations.h>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/concurrency_gate.hpp"
+#include "core/name_table.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
 
@@ -43,7 +44,7 @@ struct FunctionRecord {
 
 class Registry final {
  public:
-  [[nodiscard]] FunctionRecord* find(std::string_view name) const ABSL_LOCKS_EXCLUDED(mu_);
+  [[nodiscard]] FunctionRecord* find(std::string_view name) const;  // lock-free
   // Publishes `record` unless its name is taken; returns nullptr in that case.
   FunctionRecord* insert(std::unique_ptr<FunctionRecord> record) ABSL_LOCKS_EXCLUDED(mu_);
   // Calls f(record) for every record, under the shared lock.
@@ -55,7 +56,7 @@ class Registry final {
 
  private:
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string_view, FunctionRecord*> by_name_ ABSL_GUARDED_BY(mu_);
+  NameTable<FunctionRecord> by_name_;  // lock-free reads; inserts under mu_
   std::vector<std::unique_ptr<FunctionRecord>> records_ ABSL_GUARDED_BY(mu_);
 };
 

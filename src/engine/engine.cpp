@@ -50,13 +50,6 @@ Result<std::string> Engine::invoke(std::string_view name, std::string_view paylo
   return core_->invoke(*fn, payload, nullptr, options);
 }
 
-Result<void> Engine::invoke_typed(FunctionHandle fn, detail::TypedCall& call,
-                                  const InvokeOptions& options) {
-  auto r = core_->invoke(fn, {}, &call, options);
-  if (!r) return tl::unexpected<Error>(std::move(r.error()));
-  return {};
-}
-
 Result<void> Engine::invoke_async(FunctionHandle fn, std::string_view payload,
                                   InvokeCallback callback, const InvokeOptions& options) {
   return core_->invoke_async(fn, payload, std::move(callback), options);

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace ember::detail {
 
@@ -175,6 +176,7 @@ void Worker::loop() {
   tls_worker = this;
   TimeSource& time = scheduler_.time_;
   std::int64_t spins = 0;
+  std::chrono::steady_clock::time_point spin_until;
   for (;;) {
     std::int64_t next_timer = timers_.earliest();
     if (next_timer != kNever) next_timer = timers_.fire_expired(time.now());
@@ -185,8 +187,16 @@ void Worker::loop() {
       continue;
     }
     if (scheduler_.stopping_.load(std::memory_order_acquire)) break;
-    if (spins++ < scheduler_.spin_iterations_) {
+    // Idle: spin briefly, then keep looking for spin_before_park (real time) but give the core
+    // away between looks: on a machine with no spare core a spinning worker would otherwise
+    // starve the threads that submit work. Then park.
+    if (spins++ < 64) {
       _mm_pause();
+      continue;
+    }
+    if (spins == 65) spin_until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(scheduler_.spin_ns_);
+    if (std::chrono::steady_clock::now() < spin_until) {
+      std::this_thread::yield();
       continue;
     }
     // Park: announce it, then look once more so that a submission racing with us is seen
@@ -284,7 +294,7 @@ void TimerThread::loop() {
 
 Scheduler::Scheduler(TimeSource& time, int workers, std::int64_t spin_ns)
     : time_(time),
-      spin_iterations_(std::max<std::int64_t>(1, spin_ns / 40)),
+      spin_ns_(spin_ns),
       anchor_(new CacheAnchor(this)),
       fibers_(*this, stacks_),
       timer_thread_(time, workers_) {
@@ -354,8 +364,8 @@ void release_slot(InlineFiberCache::Slot& slot) {
   if (slot.anchor == nullptr) return;
   {
     std::lock_guard<std::mutex> lock(slot.anchor->mu);
-    if (slot.anchor->scheduler != nullptr && slot.fiber != nullptr) {
-      slot.anchor->scheduler->give_back_shared(slot.fiber);
+    if (slot.anchor->scheduler != nullptr) {
+      for (int i = 0; i < slot.count; ++i) slot.anchor->scheduler->give_back_shared(slot.fibers[i]);
     }
   }
   slot.anchor->unref();
@@ -410,10 +420,14 @@ Fiber* Scheduler::acquire_fiber_slow(std::size_t stack_size) {
   }
   if (tls_worker == nullptr) {
     InlineFiberCache::Slot* slot = cache_slot(anchor_, false);
-    if (slot != nullptr && slot->fiber != nullptr && slot->fiber->stack_size() == stack_size) {
-      Fiber* f = slot->fiber;
-      slot->fiber = nullptr;
-      return f;
+    if (slot != nullptr) {
+      for (int i = slot->count - 1; i >= 0; --i) {
+        if (slot->fibers[i]->stack_size() == stack_size) {
+          Fiber* f = slot->fibers[i];
+          slot->fibers[i] = slot->fibers[--slot->count];
+          return f;
+        }
+      }
     }
   }
   return fibers_.take_shared(stack_size);
@@ -430,8 +444,8 @@ void Scheduler::release_fiber_slow(Fiber* f) {
   }
   if (tls_worker == nullptr) {
     InlineFiberCache::Slot* slot = cache_slot(anchor_, true);
-    if (slot->fiber == nullptr) {
-      slot->fiber = f;
+    if (slot->count < InlineFiberCache::kFibersPerSlot) {
+      slot->fibers[slot->count++] = f;
       return;
     }
   }

@@ -60,9 +60,11 @@ struct CacheAnchor {
 // fiber when the thread exits.
 struct InlineFiberCache {
   static constexpr int kSlots = 4;
+  static constexpr int kFibersPerSlot = 4;  // enough for inline invokes nested 3 deep
   struct Slot {
     CacheAnchor* anchor = nullptr;
-    Fiber* fiber = nullptr;
+    Fiber* fibers[kFibersPerSlot] = {};
+    int count = 0;
     std::uint64_t last_use = 0;
   };
   Slot slots[kSlots];
@@ -281,7 +283,7 @@ class Scheduler final {
   void notify_work() noexcept;
 
   TimeSource& time_;
-  const std::int64_t spin_iterations_;
+  const std::int64_t spin_ns_;  // how long an idle worker looks for work before parking
   CacheAnchor* const anchor_;  // names this scheduler in per-thread fiber caches
   StackPool stacks_;
   FiberPool fibers_;
@@ -295,10 +297,9 @@ class Scheduler final {
 inline Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
   if (tls_worker == nullptr) {
     InlineFiberCache::Slot& slot = tls_inline_cache.slots[0];  // the most recent scheduler
-    Fiber* f = slot.fiber;
-    if (slot.anchor == anchor_ && f != nullptr && f->stack_size() == stack_size) {
-      slot.fiber = nullptr;
-      return f;
+    if (slot.anchor == anchor_ && slot.count > 0 &&
+        slot.fibers[slot.count - 1]->stack_size() == stack_size) {
+      return slot.fibers[--slot.count];
     }
   }
   return acquire_fiber_slow(stack_size);
@@ -307,8 +308,8 @@ inline Fiber* Scheduler::acquire_fiber(std::size_t stack_size) {
 inline void Scheduler::release_fiber(Fiber* f) {
   if (tls_worker == nullptr && &f->owner() == this) {
     InlineFiberCache::Slot& slot = tls_inline_cache.slots[0];
-    if (slot.anchor == anchor_ && slot.fiber == nullptr) {
-      slot.fiber = f;
+    if (slot.anchor == anchor_ && slot.count < InlineFiberCache::kFibersPerSlot) {
+      slot.fibers[slot.count++] = f;
       return;
     }
   }
