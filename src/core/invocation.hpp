@@ -66,23 +66,24 @@ struct CallTimer : Timer {
 };
 
 struct PendingCall {
-  Invocation inv;
-  Result<std::string> result;         // the handler's result (bytes calls)
+  // Touched by both sides on every call: kept together, first.
   std::atomic<std::uint64_t> state{0};
   std::atomic<int> refs{0};
+  std::atomic<bool> in_use{false};
   WaiterKind waiter = WaiterKind::kThread;
   Fiber* waiter_fiber = nullptr;
-  Parker parker;                   // kThread waiter
-  InvokeCallback callback;         // kCallback waiter
-  CallTimer deadline_timer;        // a waiting fiber's deadline, on its home executor
-  CallTimer queue_timer;           // TimerThread: max queue wait of an async invoke
-  Executor* timer_home = nullptr;  // where deadline_timer is armed, if on an executor
-  std::int64_t queue_wait_ns = 0;  // max queue wait of an async invoke
+  Result<std::string> result;         // the handler's result (bytes calls)
+  Invocation inv;
+  Parker parker;                      // kThread waiter
+  InvokeCallback callback;            // kCallback waiter
+  CallTimer deadline_timer;           // a waiting fiber's deadline, on its home executor
+  CallTimer queue_timer;              // TimerThread: max queue wait of an async invoke
+  Executor* timer_home = nullptr;     // where deadline_timer is armed, if on an executor
+  std::int64_t queue_wait_ns = 0;     // max queue wait of an async invoke
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...
   ClientContext client_context_copy;  // ...and client context
   PendingCall* next_free = nullptr;
-  std::atomic<bool> in_use{false};
 };
 
 }  // namespace ember::detail

@@ -144,6 +144,7 @@ bool Worker::run_ready() {
   Fiber* f;
   while (ready_remote_.try_dequeue(f)) ready_local_.push_back(f);
   if (ready_local_.empty()) return false;
+  idle_.store(false, std::memory_order_relaxed);
   // Fibers made ready while this batch runs go to the next round (fair to new tasks).
   ready_batch_.swap(ready_local_);
   for (Fiber* fiber : ready_batch_) resume(fiber);
@@ -151,10 +152,35 @@ bool Worker::run_ready() {
   return true;
 }
 
+bool Worker::offer(Task* t) noexcept {
+  if (!idle_.load(std::memory_order_relaxed)) return false;
+  Task* expected = nullptr;
+  return mailbox_.compare_exchange_strong(expected, t, std::memory_order_acq_rel);
+}
+
+Task* Worker::take_from_mailbox() noexcept {
+  // Taken by CAS: an idle worker may steal it (its owner may have become busy, even blocked,
+  // between a submitter seeing it idle and the hand-off).
+  Task* t = mailbox_.load(std::memory_order_acquire);
+  if (t == nullptr || !mailbox_.compare_exchange_strong(t, nullptr, std::memory_order_acq_rel)) {
+    return nullptr;
+  }
+  return t;
+}
+
+bool Worker::take_mailbox() {
+  Task* t = take_from_mailbox();
+  if (t == nullptr) return false;
+  idle_.store(false, std::memory_order_relaxed);
+  start_task(t);
+  return true;
+}
+
 bool Worker::run_new_task() {
   Task* t = nullptr;
   if (tasks_.try_dequeue(t) || (t = scheduler_.take_injected()) != nullptr ||
       (t = scheduler_.steal(index_)) != nullptr) {
+    idle_.store(false, std::memory_order_relaxed);
     start_task(t);
     return true;
   }
@@ -162,12 +188,15 @@ bool Worker::run_new_task() {
 }
 
 bool Worker::has_work() noexcept {
-  if (!ready_local_.empty() || ready_remote_.size_approx() != 0 || tasks_.size_approx() != 0 ||
+  if (mailbox_.load(std::memory_order_acquire) != nullptr || !ready_local_.empty() || ready_remote_.size_approx() != 0 || tasks_.size_approx() != 0 ||
       scheduler_.injection_.size_approx() != 0) {
     return true;
   }
   for (auto& w : scheduler_.workers_) {
-    if (w.get() != this && w->tasks_.size_approx() != 0) return true;
+    if (w.get() != this && (w->tasks_.size_approx() != 0 ||
+                            w->mailbox_.load(std::memory_order_acquire) != nullptr)) {
+      return true;
+    }
   }
   return false;
 }
@@ -180,13 +209,16 @@ void Worker::loop() {
   for (;;) {
     std::int64_t next_timer = timers_.earliest();
     if (next_timer != kNever) next_timer = timers_.fire_expired(time.now());
-    bool worked = run_ready();
+    bool worked = take_mailbox();
+    worked = run_ready() || worked;
     worked = run_new_task() || worked;
     if (worked) {
       spins = 0;
+      idle_.store(false, std::memory_order_relaxed);
       continue;
     }
     if (scheduler_.stopping_.load(std::memory_order_acquire)) break;
+    idle_.store(true, std::memory_order_relaxed);
     // Idle: spin briefly, then keep looking for spin_before_park (real time) but give the core
     // away between looks: on a machine with no spare core a spinning worker would otherwise
     // starve the threads that submit work. Then park.
@@ -330,7 +362,13 @@ void Scheduler::submit(Task* t) noexcept {
   if (Worker* w = current_worker()) {
     w->push_task(t);
   } else {
-    injection_.enqueue(t);
+    bool offered = false;
+    for (auto& worker : workers_) {
+      if ((offered = worker->offer(t))) break;
+    }
+    // If the idle worker it went to is parked, or got busy meanwhile, notify_work wakes a
+    // parked one, which takes it (mailboxes can be stolen).
+    if (!offered) injection_.enqueue(t);
   }
   notify_work();
 }
@@ -351,8 +389,10 @@ Task* Scheduler::take_injected() noexcept {
 Task* Scheduler::steal(int thief) noexcept {
   const int n = static_cast<int>(workers_.size());
   for (int i = 1; i < n; ++i) {
+    Worker& victim = *workers_[static_cast<std::size_t>((thief + i) % n)];
     Task* t = nullptr;
-    if (workers_[static_cast<std::size_t>((thief + i) % n)]->tasks_.try_dequeue(t)) return t;
+    if (victim.tasks_.try_dequeue(t)) return t;
+    if ((t = victim.take_from_mailbox()) != nullptr) return t;
   }
   return nullptr;
 }

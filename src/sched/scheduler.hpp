@@ -147,6 +147,10 @@ class Worker final : public Executor {
   void loop();
   bool run_ready();
   bool run_new_task();
+  bool take_mailbox();
+  Task* take_from_mailbox() noexcept;  // the owner or a thief
+  // Hands t to this worker if it is idle with an empty mailbox.
+  bool offer(Task* t) noexcept;
   void start_task(Task* t);
   void resume(Fiber* f);
   bool has_work() noexcept;
@@ -156,6 +160,10 @@ class Worker final : public Executor {
   moodycamel::ConcurrentQueue<Task*> tasks_;
   moodycamel::ConcurrentQueue<Fiber*> ready_remote_;
   std::atomic<Task*> running_{nullptr};  // the watched task running now, for the TimerThread
+  // A task handed straight to this worker while it looks for work: one cache line between
+  // submitter and worker instead of a queue's several (the pool round trip's latency).
+  alignas(64) std::atomic<Task*> mailbox_{nullptr};
+  std::atomic<bool> idle_{false};  // set while it looks for work (spinning or parked)
   std::vector<Fiber*> ready_local_;      // worker thread only
   std::vector<Fiber*> ready_batch_;      // worker thread only
   FiberList free_;                       // worker thread only
