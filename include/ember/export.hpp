@@ -4,8 +4,6 @@
 // EMBER_EXPORT so that it, and nothing else, is exported from libember.so.
 #pragma once
 
-#if defined(EMBER_BUILDING_LIBRARY)
+// The same attribute on both sides: default visibility marks the symbol exported when building
+// libember.so and imported (not hidden) when a user's code sees the declaration.
 #define EMBER_EXPORT __attribute__((visibility("default")))
-#else
-#define EMBER_EXPORT __attribute__((visibility("default")))
-#endif

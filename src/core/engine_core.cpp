@@ -187,7 +187,7 @@ std::int64_t EngineCore::calls_in_use() {
 }
 
 std::int64_t EngineCore::in_flight() const {
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(config_mu_));
+  std::lock_guard<std::mutex> lock(config_mu_);
   std::int64_t n = 0;
   for (const ConcurrencyGate* g : gates_) n += g->in_use();
   return n;
@@ -200,7 +200,7 @@ EngineStats EngineCore::stats() const {
   s.handler_errors = handler_errors_.load();
   s.overruns = overruns_.load();
   s.running_overruns = running_overruns_.load();
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(config_mu_));
+  std::lock_guard<std::mutex> lock(config_mu_);
   for (const ConcurrencyGate* g : gates_) {
     s.in_flight += g->in_use();
     s.queued += g->waiting();

@@ -72,7 +72,6 @@ class EngineCore final {
   Result<void> yield(Invocation& inv);
   [[nodiscard]] Result<void> check(const Invocation& inv) const;
   Error timeout_error(const FunctionRecord& fn, std::int64_t timeout_ns) const;
-  static Context make_context(Invocation* inv) noexcept { return Context(inv); }
 
  private:
   Result<void> validate(const EngineOptions& o) const;
@@ -132,7 +131,7 @@ class EngineCore final {
   TimeSource time_;
   Registry registry_;
   ConcurrencyGate unreserved_;
-  std::mutex config_mu_;                 // serialises registration (reservations)
+  mutable std::mutex config_mu_;         // serialises registration (reservations); guards gates_
   std::int64_t reserved_total_ = 0;      // guarded by config_mu_
   std::vector<ConcurrencyGate*> gates_;  // guarded by config_mu_
   std::atomic<bool> shutting_down_{false};

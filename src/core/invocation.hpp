@@ -72,14 +72,14 @@ struct PendingCall {
   std::atomic<bool> in_use{false};
   WaiterKind waiter = WaiterKind::kThread;
   Fiber* waiter_fiber = nullptr;
-  Result<std::string> result;         // the handler's result (bytes calls)
+  Result<std::string> result;  // the handler's result (bytes calls)
   Invocation inv;
-  Parker parker;                      // kThread waiter
-  InvokeCallback callback;            // kCallback waiter
-  CallTimer deadline_timer;           // a waiting fiber's deadline, on its home executor
-  CallTimer queue_timer;              // TimerThread: max queue wait of an async invoke
-  Executor* timer_home = nullptr;     // where deadline_timer is armed, if on an executor
-  std::int64_t queue_wait_ns = 0;     // max queue wait of an async invoke
+  Parker parker;                   // kThread waiter
+  InvokeCallback callback;         // kCallback waiter
+  CallTimer deadline_timer;        // a waiting fiber's deadline, on its home executor
+  CallTimer queue_timer;           // TimerThread: max queue wait of an async invoke
+  Executor* timer_home = nullptr;  // where deadline_timer is armed, if on an executor
+  std::int64_t queue_wait_ns = 0;  // max queue wait of an async invoke
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...
   ClientContext client_context_copy;  // ...and client context

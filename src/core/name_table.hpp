@@ -47,7 +47,7 @@ class NameTable final {
 
  private:
   struct Entry {
-    std::uint64_t hash = 0;                  // written before `record` is published
+    std::uint64_t hash = 0;  // written before `record` is published
     std::atomic<Record*> record{nullptr};
   };
   struct Table {
@@ -78,7 +78,7 @@ class NameTable final {
 
   std::atomic<const Table*> table_{nullptr};
   std::vector<std::unique_ptr<Table>> tables_;  // every generation; writers only
-  std::size_t size_ = 0;                         // writers only
+  std::size_t size_ = 0;                        // writers only
 };
 
 }  // namespace ember::detail

@@ -47,12 +47,6 @@ class Registry final {
   [[nodiscard]] FunctionRecord* find(std::string_view name) const;  // lock-free
   // Publishes `record` unless its name is taken; returns nullptr in that case.
   FunctionRecord* insert(std::unique_ptr<FunctionRecord> record) ABSL_LOCKS_EXCLUDED(mu_);
-  // Calls f(record) for every record, under the shared lock.
-  template <typename F>
-  void for_each(F&& f) const ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::ReaderMutexLock lock(&mu_);
-    for (const auto& r : records_) f(*r);
-  }
 
  private:
   mutable absl::Mutex mu_;

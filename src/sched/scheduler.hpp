@@ -30,6 +30,7 @@
 #include "sched/stack_pool.hpp"
 #include "sched/time_source.hpp"
 #include "sched/timer_heap.hpp"
+#include "sched/timer_thread.hpp"
 
 namespace ember::detail {
 
@@ -163,10 +164,10 @@ class Worker final : public Executor {
   // A task handed straight to this worker while it looks for work: one cache line between
   // submitter and worker instead of a queue's several (the pool round trip's latency).
   alignas(64) std::atomic<Task*> mailbox_{nullptr};
-  std::atomic<bool> idle_{false};  // set while it looks for work (spinning or parked)
-  std::vector<Fiber*> ready_local_;      // worker thread only
-  std::vector<Fiber*> ready_batch_;      // worker thread only
-  FiberList free_;                       // worker thread only
+  std::atomic<bool> idle_{false};    // set while it looks for work (spinning or parked)
+  std::vector<Fiber*> ready_local_;  // worker thread only
+  std::vector<Fiber*> ready_batch_;  // worker thread only
+  FiberList free_;                   // worker thread only
   Parker parker_;
   std::atomic<bool> parked_{false};
   std::thread thread_;
@@ -206,43 +207,6 @@ class LazyHost final {
  private:
   Scheduler& scheduler_;
   std::optional<InlineHost> host_;
-};
-
-// A thread that fires timers which must not wait for a free worker, and watches the task each
-// worker is running: a watched task (Task::watch_deadline) past its deadline is reported to
-// the `overdue` hook even when its worker is stuck in it. Watching costs the worker two plain
-// stores per switch; no timer is armed per task.
-class TimerThread final {
- public:
-  // `overdue(task, now, context)` returns the task's deadline if it is not overdue (then it is
-  // watched until that time), or kNever once it has handled it.
-  using OverdueFn = std::int64_t (*)(Task* task, std::int64_t now, void* context);
-  TimerThread(TimeSource& time, const std::vector<std::unique_ptr<Worker>>& workers);
-  ~TimerThread() { stop(); }
-  void set_overdue_hook(OverdueFn overdue, void* context) noexcept {
-    overdue_context_ = context;
-    overdue_.store(overdue, std::memory_order_release);
-  }
-  void stop();
-  void add(Timer* t);
-  bool cancel(Timer* t) { return timers_.cancel(t); }
-  // A worker started running a watched task due at `deadline`: wake up early if need be.
-  void watch(std::int64_t deadline) noexcept {
-    if (deadline < wake_at_.load(std::memory_order_seq_cst)) parker_.unpark();
-  }
-
- private:
-  void loop();
-  std::int64_t scan_workers(std::int64_t now);
-  TimeSource& time_;
-  const std::vector<std::unique_ptr<Worker>>& workers_;
-  std::atomic<OverdueFn> overdue_{nullptr};
-  void* overdue_context_ = nullptr;
-  TimerHeap timers_;
-  Parker parker_;
-  std::atomic<std::int64_t> wake_at_{INT64_MIN};  // when the loop will look next
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
 };
 
 class Scheduler final {
@@ -292,7 +256,7 @@ class Scheduler final {
 
   TimeSource& time_;
   const std::int64_t spin_ns_;  // how long an idle worker looks for work before parking
-  CacheAnchor* const anchor_;  // names this scheduler in per-thread fiber caches
+  CacheAnchor* const anchor_;   // names this scheduler in per-thread fiber caches
   StackPool stacks_;
   FiberPool fibers_;
   moodycamel::ConcurrentQueue<Task*> injection_;
