@@ -568,6 +568,13 @@ Result<std::string> Engine::invoke(FunctionHandle fn, std::string_view payload,
   return core_->invoke_impl(fn, payload, nullptr, options);
 }
 
+Result<std::string> Engine::invoke(std::string_view name, std::string_view payload,
+                                   const InvokeOptions& options) {
+  auto fn = core_->find(name);
+  if (!fn) [[unlikely]] return tl::unexpected<Error>(std::move(fn.error()));
+  return core_->invoke_impl(*fn, payload, nullptr, options);
+}
+
 Result<void> Engine::invoke_typed(FunctionHandle fn, detail::TypedCall& call,
                                   const InvokeOptions& options) {
   auto r = core_->invoke_impl(fn, {}, &call, options);

@@ -43,13 +43,6 @@ Result<FunctionHandle> Engine::register_typed(std::string_view name, FunctionCon
 
 Result<FunctionHandle> Engine::function(std::string_view name) const { return core_->find(name); }
 
-Result<std::string> Engine::invoke(std::string_view name, std::string_view payload,
-                                   const InvokeOptions& options) {
-  auto fn = core_->find(name);
-  if (!fn) return tl::unexpected<Error>(std::move(fn.error()));
-  return core_->invoke(*fn, payload, nullptr, options);
-}
-
 Result<void> Engine::invoke_async(FunctionHandle fn, std::string_view payload,
                                   InvokeCallback callback, const InvokeOptions& options) {
   return core_->invoke_async(fn, payload, std::move(callback), options);
