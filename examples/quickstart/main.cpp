@@ -45,6 +45,7 @@ int main() {
   // 1. A bytes handler: payload in, payload out.
   auto greet = engine.register_function(
       "greet", {}, [](Context& ctx, std::string_view name) -> Result<std::string> {
+        if (name == "world") ctx.log("greeting the world");  // tagged with the request id
         return "hello " + std::string(name) + " (request " +
                std::string(ctx.request_id().substr(0, 8)) + ")";
       });
