@@ -12,49 +12,9 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "events.hpp"
 
 namespace ember::testing {
-
-// A one-shot event: set() once, wait() any number of times.
-class Event {
- public:
-  void set() {
-    std::lock_guard<std::mutex> lock(mu_);
-    set_ = true;
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return set_; });
-  }
-  bool is_set() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return set_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool set_ = false;
-};
-
-// Waits until `pred` holds, re-checking whenever `notify()` is called.
-class Condition {
- public:
-  void notify() {
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_all();
-  }
-  template <typename Pred>
-  void wait(Pred pred) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, pred);
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-};
 
 // Collects log lines (thread-safe).
 class LogCapture {
@@ -82,6 +42,11 @@ class LogCapture {
   std::mutex mu_;
   std::vector<std::string> lines_;
 };
+
+// True if the error's message contains `text`.
+inline bool mentions(const Error& e, std::string_view text) {
+  return e.message.find(text) != std::string::npos;
+}
 
 inline BytesHandler echo_handler() {
   return [](Context&, std::string_view in) -> Result<std::string> { return std::string(in); };

@@ -18,10 +18,6 @@ namespace {
 
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(3);
 
-bool mentions(const Error& e, std::string_view text) {
-  return e.message.find(text) != std::string::npos;
-}
-
 // The outcomes of async invokes, by tag, in the order the callbacks ran (thread-safe).
 class Outcomes {
  public:

@@ -16,10 +16,6 @@ namespace {
 
 using ConcurrencyTest = EngineTest;
 
-bool mentions(const Error& e, std::string_view text) {
-  return e.message.find(text) != std::string::npos;
-}
-
 // A handler that blocks until release(), holding its concurrency slot meanwhile. Payload "fast"
 // returns at once.
 class Blocker {

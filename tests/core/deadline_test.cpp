@@ -21,10 +21,6 @@ namespace {
 
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(3);
 
-bool mentions(const Error& e, std::string_view text) {
-  return e.message.find(text) != std::string::npos;
-}
-
 // A handler that blocks its thread until released, recording what it saw. Payload "fast"
 // returns at once.
 struct Straggler {

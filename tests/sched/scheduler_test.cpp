@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "events.hpp"
 #include "sched/fiber.hpp"
 #include "sched/time_source.hpp"
 
@@ -26,28 +27,7 @@ namespace {
 
 const std::size_t kStack = StackPool::round_size(64 * 1024);
 
-// A one-shot event (the scheduler tests do not link the engine, so not test_support.hpp's).
-class Event {
- public:
-  void set() {
-    std::lock_guard<std::mutex> lock(mu_);
-    set_ = true;
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return set_; });
-  }
-  bool is_set() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return set_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool set_ = false;
-};
+using ember::testing::Event;
 
 // A task whose body is a std::function.
 struct FnTask : Task {
