@@ -24,7 +24,13 @@ class LogCapture {
       std::lock_guard<std::mutex> lock(mu_);
       lines_.push_back(std::string(r.function) + "|" + std::string(r.request_id) + "|" +
                        std::string(r.message));
+      written_.notify_all();
     };
+  }
+  // Waits until a line containing `needle` has been written.
+  void wait_for(std::string_view needle) {
+    std::unique_lock<std::mutex> lock(mu_);
+    written_.wait(lock, [&] { return contains_locked(needle); });
   }
   std::vector<std::string> lines() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -32,14 +38,18 @@ class LogCapture {
   }
   bool contains(std::string_view needle) {
     std::lock_guard<std::mutex> lock(mu_);
+    return contains_locked(needle);
+  }
+
+ private:
+  bool contains_locked(std::string_view needle) {
     for (const auto& l : lines_) {
       if (l.find(needle) != std::string::npos) return true;
     }
     return false;
   }
-
- private:
   std::mutex mu_;
+  std::condition_variable written_;
   std::vector<std::string> lines_;
 };
 

@@ -167,11 +167,13 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
 
 Result<FunctionHandle> EngineCore::find(std::string_view text) const {
   // Fast path: a plain name (the common case) is one lock-free lookup.
-  if (FunctionRecord* r = registry_.find(text)) [[likely]] return FunctionHandle(r);
+  if (FunctionRecord* r = registry_.find(text)) [[likely]]
+    return FunctionHandle(r);
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   const QualifiedName q = split_qualifier(text);
   FunctionRecord* r = registry_.find(q.name);
-  if (r == nullptr) return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
+  if (r == nullptr)
+    return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
   if (!q.qualifier.empty() && q.qualifier != r->version) {
     return fail(ErrorCode::kNotFound,
                 cat("function '", q.name, "' has no version or alias '", q.qualifier,

@@ -571,7 +571,8 @@ Result<std::string> Engine::invoke(FunctionHandle fn, std::string_view payload,
 Result<std::string> Engine::invoke(std::string_view name, std::string_view payload,
                                    const InvokeOptions& options) {
   auto fn = core_->find(name);
-  if (!fn) [[unlikely]] return tl::unexpected<Error>(std::move(fn.error()));
+  if (!fn) [[unlikely]]
+    return tl::unexpected<Error>(std::move(fn.error()));
   return core_->invoke_impl(*fn, payload, nullptr, options);
 }
 

@@ -107,29 +107,15 @@ class Recorder {
   std::vector<std::string> ran_;  // guarded by mu_
 };
 
-// EngineTest whose log sink also signals, so that a test can wait for one of the engine's
-// lines. The outcomes and the recorder outlive the engine, and TearDown releases the recorder,
+// The outcomes and the recorder outlive the engine, and TearDown releases the recorder,
 // so a failed assertion can neither hang the engine's shutdown nor leave a callback dangling.
 class AsyncTest : public EngineTest {
  protected:
-  void SetUp() override {
-    EngineOptions o = options();
-    o.log_sink = [this, capture = logs_.sink()](const LogRecord& r) {
-      capture(r);
-      log_written_.notify();
-    };
-    engine_ = std::make_unique<Engine>(std::move(o));
-  }
   void TearDown() override {
     recorder_.release();
     engine_.reset();
   }
 
-  void wait_for_log(std::string_view needle) {
-    log_written_.wait([&] { return logs_.contains(needle); });
-  }
-
-  Condition log_written_;
   Outcomes outcomes_;
   Recorder recorder_;
 };
@@ -368,8 +354,8 @@ TEST_P(AsyncTest, HandlerPastItsDeadlineGetsTimeoutCallbackWhileItStillRuns) {
   EXPECT_EQ(engine().stats().in_flight, 1);  // it keeps its slot
 
   recorder_.release();
-  wait_for_log(absl::StrCat("stuck|", recorder_.request_id(),
-                            "|handler returned after its caller was released"));
+  logs_.wait_for(absl::StrCat("stuck|", recorder_.request_id(),
+                              "|handler returned after its caller was released"));
   EXPECT_TRUE(recorder_.block_returned());
   EXPECT_EQ(engine().stats().running_overruns, 0);
   EXPECT_EQ(engine().stats().overruns, 1u);
@@ -388,8 +374,8 @@ TEST_P(AsyncTest, CallbacksRunOnANonCallerThread) {
   clock_.advance(kDefaultTimeout);  // so is the execution timeout of "block"
   outcomes_.wait_for("block");
   recorder_.release();
-  wait_for_log(absl::StrCat("q|", recorder_.request_id(),
-                            "|handler returned after its caller was released"));
+  logs_.wait_for(absl::StrCat("q|", recorder_.request_id(),
+                              "|handler returned after its caller was released"));
   ASSERT_TRUE(engine().invoke_async(fn, "ok", outcomes_.callback("ok")));  // a worker's callback
   EXPECT_EQ(outcomes_.wait_for("ok").value(), "ok");
 

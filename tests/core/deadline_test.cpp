@@ -43,28 +43,14 @@ struct Straggler {
   }
 };
 
-// EngineTest whose log sink also signals, so that a test can wait for one of the engine's lines.
 // TearDown releases the straggler before the engine goes, so a failed assertion cannot hang.
 class DeadlineTest : public EngineTest {
  protected:
-  void SetUp() override {
-    EngineOptions o = options();
-    o.log_sink = [this, capture = logs_.sink()](const LogRecord& r) {
-      capture(r);
-      log_written_.notify();
-    };
-    engine_ = std::make_unique<Engine>(std::move(o));
-  }
   void TearDown() override {
     straggler_.release.set();
     engine_.reset();  // before the members below, which its handlers and log lines use
   }
 
-  void wait_for_log(std::string_view needle) {
-    log_written_.wait([&] { return logs_.contains(needle); });
-  }
-
-  Condition log_written_;
   Straggler straggler_;
 };
 
@@ -365,8 +351,8 @@ TEST_P(DeadlineTest, PoolCallerIsReleasedAtTheDeadlineWhileTheHandlerStillRuns) 
       << ::testing::PrintToString(logs_.lines());
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("straggler|", straggler_.request_id,
-                            "|handler returned after its caller was released"));
+  logs_.wait_for(absl::StrCat("straggler|", straggler_.request_id,
+                              "|handler returned after its caller was released"));
   EngineStats after = engine().stats();
   EXPECT_EQ(after.running_overruns, 0);
   EXPECT_EQ(after.overruns, 1u);
@@ -400,8 +386,8 @@ TEST_P(DeadlineTest, OverrunningHandlerKeepsItsReservedSlotUntilItReturns) {
   }
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("single|", straggler_.request_id,
-                            "|handler returned after its caller was released"));
+  logs_.wait_for(absl::StrCat("single|", straggler_.request_id,
+                              "|handler returned after its caller was released"));
   EXPECT_EQ(engine().stats().in_flight, 0);
   EXPECT_EQ(engine().invoke(fn, "fast").value(), "fast");
 }
@@ -442,8 +428,8 @@ TEST_P(DeadlineTest, NestedPoolInvokeWakesTheWaitingFiberWithTimeoutAtTheDeadlin
   EXPECT_EQ(engine().stats().running_overruns, 1);
 
   straggler_.release.set();
-  wait_for_log(absl::StrCat("inner|", straggler_.request_id,
-                            "|handler returned after its caller was released"));
+  logs_.wait_for(absl::StrCat("inner|", straggler_.request_id,
+                              "|handler returned after its caller was released"));
   EXPECT_EQ(engine().stats().running_overruns, 0);
   EXPECT_EQ(engine().stats().overruns, 1u);
   EXPECT_TRUE(straggler_.cancelled_at_end);
