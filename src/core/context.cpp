@@ -27,7 +27,11 @@ absl::Duration Context::remaining() const noexcept {
   return left > 0 ? absl::Nanoseconds(left) : absl::ZeroDuration();
 }
 
-bool Context::cancelled() const noexcept { return !inv_->core->check(*inv_).has_value(); }
+bool Context::cancelled() const noexcept {
+  // check() without building its message: this is polled in loops.
+  return inv_->abandoned.load(std::memory_order_relaxed) || inv_->core->draining_over() ||
+         inv_->core->time().now() >= inv_->deadline;
+}
 Result<void> Context::check() const { return inv_->core->check(*inv_); }
 int Context::memory_limit_mb() const noexcept { return inv_->fn->config.memory_mb; }
 int Context::depth() const noexcept { return inv_->depth; }
