@@ -106,7 +106,9 @@ class EMBER_EXPORT Engine final {
   // Stops admitting (new invokes get kShuttingDown), fails queued async invokes with
   // kShuttingDown, and waits up to `drain` for in-flight invocations. Callers still waiting at
   // the drain deadline are released with kShuttingDown; their handlers keep their slots until
-  // they return (the destructor waits for that). Idempotent; thread-safe.
+  // they return (the destructor waits for that). Idempotent; thread-safe. Called from inside a
+  // handler or a callback, it only stops admitting and returns (it cannot wait for its own
+  // caller); the drain then happens in another shutdown() or in the destructor.
   void shutdown(absl::Duration drain = absl::Seconds(30));
 
   [[nodiscard]] EngineStats stats() const;

@@ -240,8 +240,22 @@ void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const
 }
 
 void EngineCore::shutdown(absl::Duration drain) {
+  if (init_error_) return;
+  // From a handler, a worker (an async callback) or a callback that shutdown itself is
+  // running, waiting for the drain would wait for ourselves: only stop admitting; the outer
+  // shutdown, or the destructor, drains.
+  if (current_fiber() != nullptr || scheduler_->current_worker() != nullptr ||
+      shutdown_thread_.load(std::memory_order_acquire) == std::this_thread::get_id()) {
+    shutting_down_.store(true, std::memory_order_seq_cst);
+    return;
+  }
   std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
-  if (init_error_ || drain_over_.load()) return;
+  if (drain_over_.load()) return;
+  shutdown_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+  struct ClearOwner {
+    std::atomic<std::thread::id>& owner;
+    ~ClearOwner() { owner.store(std::thread::id(), std::memory_order_release); }
+  } clear_owner{shutdown_thread_};
   shutting_down_.store(true, std::memory_order_seq_cst);
 
   // Async invokes still waiting for a slot never started: they end now.

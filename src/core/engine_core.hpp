@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/concurrency_gate.hpp"
@@ -137,6 +138,7 @@ class EngineCore final {
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> drain_over_{false};
   std::mutex shutdown_mu_;
+  std::atomic<std::thread::id> shutdown_thread_{};  // the thread inside shutdown(), if any
   Parker drain_parker_;
   // Counters (cold paths only: errors, throttles, timeouts).
   std::atomic<std::uint64_t> throttles_{0};

@@ -377,6 +377,45 @@ TEST_P(ShutdownTest, EveryAsyncCallbackIsCalledExactlyOnceAcrossAShutdown) {
   EXPECT_GE(accepted, kThreads * (kPerThread / 2 + 1));  // all before the shutdown at least
 }
 
+TEST_P(ShutdownTest, ShutdownFromInsideAHandlerStopsAdmittingWithoutWaitingForItself) {
+  auto admin = add("admin", [](Context& ctx, std::string_view) -> Result<std::string> {
+    ctx.engine().shutdown();  // would wait for this very handler if it drained here
+    return "stopping";
+  });
+  auto echo = add("echo", echo_handler());
+  const Dispatch d = GetParam() == 2 ? Dispatch::kPool : Dispatch::kInline;
+  auto r = engine().invoke(admin, "", {.dispatch = d});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "stopping");
+  auto after = engine().invoke(echo, "x");
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().code, ErrorCode::kShuttingDown);
+  engine_.reset();  // the destructor drains and returns
+}
+
+TEST_P(ShutdownTest, CallbackThatCallsShutdownWhileShutdownFailsItDoesNotDeadlock) {
+  Event release;
+  auto fn = add("held",
+                [&](Context&, std::string_view) -> Result<std::string> {
+                  release.wait();
+                  return "done";
+                },
+                {.reserved_concurrency = 1});
+  std::atomic<int> running_outcome{-1}, queued_outcome{-1};
+  ASSERT_TRUE(engine().invoke_async(fn, "", [&](Result<std::string> r) {
+    running_outcome = r ? 0 : static_cast<int>(r.error().code);
+  }));
+  ASSERT_TRUE(engine().invoke_async(fn, "", [&](Result<std::string> r) {
+    queued_outcome = r ? 0 : static_cast<int>(r.error().code);
+    engine().shutdown();  // re-entered from the shutdown that is failing this invoke
+  }));
+  engine().shutdown(absl::ZeroDuration());  // no drain: fail the queued, release the running
+  EXPECT_EQ(queued_outcome.load(), static_cast<int>(ErrorCode::kShuttingDown));
+  EXPECT_EQ(running_outcome.load(), static_cast<int>(ErrorCode::kShuttingDown));
+  release.set();
+  engine_.reset();  // waits for the held handler to return
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, ShutdownTest, EMBER_WORKER_COUNTS);
 
 }  // namespace
