@@ -5,8 +5,9 @@
 // pooled fiber; pool: a worker does, and the caller waits or gets a callback) → run (the
 // handler with a Context) → complete (result to the caller, slot back).
 //
-// The inline path touches: one CAS and one fetch_sub on the gate, two coarse clock reads,
-// a thread-local fiber cache and one fiber switch pair. No allocation, no lock, no system call.
+// The inline path touches: one CAS and one fetch_sub on the gate, two clock reads (precise at
+// admission, coarse at return), a thread-local fiber cache and one fiber switch pair. No
+// allocation, no lock, no system call.
 #pragma once
 
 #include <concurrentqueue/concurrentqueue.h>

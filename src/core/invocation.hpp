@@ -78,7 +78,6 @@ struct PendingCall {
   InvokeCallback callback;         // kCallback waiter
   CallTimer deadline_timer;        // a waiting fiber's deadline, on its home executor
   CallTimer queue_timer;           // TimerThread: max queue wait of an async invoke
-  Executor* timer_home = nullptr;  // where deadline_timer is armed, if on an executor
   std::int64_t queue_wait_ns = 0;  // max queue wait of an async invoke
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...

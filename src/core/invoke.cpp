@@ -375,7 +375,6 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   pc->state.store(generation << kGenerationShift, std::memory_order_release);
   pc->refs.store(refs, std::memory_order_relaxed);
   pc->waiter_fiber = nullptr;
-  pc->timer_home = nullptr;
   pc->gate_link.function_queued = &fn->queued;
   // A permit left in pc->parker by the record's previous use only makes a park return early;
   // waiters re-check the state, so it is not cleared (that would be one more atomic RMW).
@@ -513,7 +512,6 @@ Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view 
       pc->refs.fetch_add(1, std::memory_order_relaxed);
       pc->deadline_timer.deadline = wait_deadline;
       pc->deadline_timer.fire = &EngineCore::on_fiber_wait_deadline;
-      pc->timer_home = home;
       home->add_timer(&pc->deadline_timer);
     }
     scheduler_->submit(&inv);
@@ -525,7 +523,7 @@ Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view 
         break;
       }
     }
-    if (pc->timer_home != nullptr && home->cancel_timer(&pc->deadline_timer)) unref(pc);
+    if (wait_deadline != kNever && home->cancel_timer(&pc->deadline_timer)) unref(pc);
   } else {
     pc->waiter = WaiterKind::kThread;
     scheduler_->submit(&inv);
