@@ -26,12 +26,17 @@
 #include <type_traits>
 
 #include "ember/context.hpp"
+#include "ember/deploy.hpp"
 #include "ember/export.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"
 
 namespace ember {
+
+namespace detail {
+class PluginHost;
+}  // namespace detail
 
 // Receives the outcome of an invoke_async, exactly once, on a worker thread (or on the
 // engine's timer thread for a timeout). Must not block for long.
@@ -47,6 +52,12 @@ struct EngineStats {
   std::int64_t in_flight = 0;             // admitted invocations not yet finished
   std::int64_t queued = 0;                // async invokes waiting for a concurrency slot
   std::int64_t unreserved_available = 0;  // size of the unreserved pool
+  std::int64_t plugins_loaded = 0;        // plugins loaded now
+  std::int64_t layers_loaded = 0;         // layers loaded now
+  std::uint64_t plugin_reloads = 0;       // successful reloads (explicit or watched)
+  std::uint64_t plugin_load_failures = 0;  // loads and reloads refused or rolled back
+  std::int64_t modules_draining = 0;      // old versions closed once their invocations end
+  std::uint64_t modules_pinned = 0;       // shared objects still mapped after dlclose
 };
 
 class EMBER_EXPORT Engine final {
@@ -76,8 +87,41 @@ class EMBER_EXPORT Engine final {
   Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
                                            F&& handler);
 
-  // Resolves "name" or "name:$LATEST". kNotFound names what was asked for.
+  // Resolves "name", "name:$LATEST", "name:3" (a loaded version) or "name:alias". kNotFound
+  // names what was asked for. The handle follows deploys (see FunctionHandle).
   [[nodiscard]] Result<FunctionHandle> function(std::string_view name) const;
+
+  // ---- Plugins, versions and aliases (ember/deploy.hpp; the ABI is ember/plugin.h) ----
+
+  // Loads a plugin: copies the file aside, dlopens the copy, validates its descriptor, loads
+  // the layers it requires (once per engine), runs its functions' init, and publishes a
+  // version of each function. Errors: kNotFound (no file, missing layer), kPluginInvalid
+  // (not an ELF object, no entry symbol, another ABI version, a bad descriptor field, init
+  // failed), kAlreadyExists (a plugin of that name, or a function name taken), kInvalidArgument
+  // (a config value; a world-writable file). The message names the path and the field.
+  // Nothing is loaded or registered when an error is returned.
+  Result<PluginInfo> load_plugin(std::string_view path, const PluginOptions& options = {});
+  // Loads `path` (empty: the path it was loaded from) as the next version of loaded plugin
+  // `name`, then routes the plain names to it atomically; the old version drains and is
+  // unloaded (unless an alias still points at it). If anything fails, the old version keeps
+  // serving and the error says why. Errors: as load_plugin, and kNotFound for `name`.
+  Result<PluginInfo> reload_plugin(std::string_view name, std::string_view path = {});
+  // Removes the plugin's functions (invokes get kNotFound), drains them, shuts down their
+  // instances, unloads it, and unloads layers no other plugin uses.
+  Result<void> unload_plugin(std::string_view name);
+  // The plugins loaded now.
+  [[nodiscard]] std::vector<PluginInfo> plugins() const;
+
+  // Points alias `alias` of `function` at one loaded version, or splits invokes between two.
+  // Errors: kNotFound (function, version), kInvalidArgument (alias name, weight, a function
+  // registered in C++ — it has only $LATEST).
+  Result<void> set_alias(std::string_view function, std::string_view alias,
+                         const AliasConfig& config);
+  Result<void> delete_alias(std::string_view function, std::string_view alias);
+  // Loaded versions of `function`, oldest first ("$LATEST" for a function registered in C++);
+  // its aliases, sorted.
+  [[nodiscard]] Result<std::vector<std::string>> versions(std::string_view function) const;
+  [[nodiscard]] Result<std::vector<std::string>> aliases(std::string_view function) const;
 
   // Sync invoke. Inline dispatch runs the handler on this thread (in a fiber); pool dispatch
   // hands it to a worker and waits. Called from inside a handler, it is a nested invoke.
@@ -120,6 +164,7 @@ class EMBER_EXPORT Engine final {
   Result<void> invoke_typed(FunctionHandle fn, detail::TypedCall& call,
                             const InvokeOptions& options);
   std::unique_ptr<detail::EngineCore> core_;
+  std::unique_ptr<detail::PluginHost> plugins_;  // destroyed first: after core_ has drained
 };
 
 template <typename In, typename Out, typename F>

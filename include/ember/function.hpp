@@ -20,7 +20,7 @@ class Context;
 class Engine;
 
 namespace detail {
-struct FunctionRecord;
+struct Route;
 class EngineCore;
 }  // namespace detail
 
@@ -29,23 +29,30 @@ class EngineCore;
 // throws become kHandlerFailed errors naming the exception type and what().
 using BytesHandler = std::function<Result<std::string>(Context&, std::string_view)>;
 
-// A resolved function of one Engine. Cheap to copy. Valid for the life of its Engine; using it
-// with another engine is an error (kInvalidArgument), not undefined behaviour.
+// A resolved name of one Engine: "fn", "fn:3" (a version) or "fn:live" (an alias). Cheap to
+// copy. It follows deploys: a handle of "fn" invokes whatever version is newest at the time of
+// each invoke, one of "fn:live" whatever the alias points at; one of a version or alias that
+// no longer exists fails with kNotFound. Valid for the life of its Engine; using it with
+// another engine is an error (kInvalidArgument), not undefined behaviour.
 class EMBER_EXPORT FunctionHandle {
  public:
   FunctionHandle() = default;
-  [[nodiscard]] bool valid() const noexcept { return record_ != nullptr; }
-  // The function's name ("" for a default-constructed handle).
+  [[nodiscard]] bool valid() const noexcept { return route_ != nullptr; }
+  // The function's name, without qualifier ("" for a default-constructed handle).
   [[nodiscard]] std::string_view name() const noexcept;
-  // The published version this handle invokes ("$LATEST" for registered functions).
+  // The qualifier resolved: "" for the plain name, "3", "live".
+  [[nodiscard]] std::string_view qualifier() const noexcept;
+  // The version an invoke would run now: "$LATEST" for registered functions, "1", "2", ...
+  // for plugin versions; "" if there is none (unloaded). For a split alias, its main version.
+  // The string is valid for the life of the engine.
   [[nodiscard]] std::string_view version() const noexcept;
   friend bool operator==(const FunctionHandle&, const FunctionHandle&) = default;
 
  private:
   friend class Engine;
   friend class detail::EngineCore;
-  explicit FunctionHandle(detail::FunctionRecord* record) : record_(record) {}
-  detail::FunctionRecord* record_ = nullptr;
+  explicit FunctionHandle(detail::Route* route) : route_(route) {}
+  detail::Route* route_ = nullptr;
 };
 
 namespace detail {

@@ -33,6 +33,7 @@ enum class ErrorCode : std::uint8_t {
   kShuttingDown,     // the engine is shutting down or shut down
   kNotInHandler,  // a Context call that needs a running handler (sleep_for, yield) made elsewhere
   kInternal,      // an ember bug; please report it
+  kPluginInvalid,  // a plugin or layer file, descriptor or init was refused (message says why)
 };
 
 // The stable name of a code, e.g. "kThrottled" -> "Throttled".

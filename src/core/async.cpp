@@ -13,7 +13,18 @@ PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
 
 Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view payload,
                                       InvokeCallback callback, const InvokeOptions& options) {
-  FunctionRecord* fn = handle.record_;
+  Route* route = handle.route_;
+  if (route == nullptr || route->owner != this) return tl::unexpected<Error>(bad_handle(route));
+  // Pinned (plugin code) from here until its slot is released or it leaves the queue.
+  FunctionRecord* fn = resolve(route);
+  if (fn == nullptr) return tl::unexpected<Error>(unrouted_error(*route));
+  struct Unpin {
+    EngineCore* core;
+    FunctionRecord* fn;
+    ~Unpin() {
+      if (fn != nullptr) core->unpin(fn);
+    }
+  } unpin_on_error{this, fn};
   if (auto ok = check_call(fn, payload, nullptr, options_.max_async_payload); !ok) return ok;
   if (!callback) {
     return fail(ErrorCode::kInvalidArgument,
@@ -58,10 +69,12 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   switch (fn->gate->acquire_or_enqueue(&pc->gate_link, options_.max_queued_per_function,
                                        scheduler_->timer_thread(), &pc->queue_timer)) {
     case ConcurrencyGate::Enqueued::kAdmitted:
+      unpin_on_error.fn = nullptr;  // the invocation holds the pin now
       pc->refs.fetch_sub(1, std::memory_order_relaxed);  // no queue timer
       start_async(pc, now);
       return {};
     case ConcurrencyGate::Enqueued::kQueued:
+      unpin_on_error.fn = nullptr;
       return {};
     case ConcurrencyGate::Enqueued::kFull:
       break;
@@ -125,8 +138,9 @@ void EngineCore::on_queue_timeout(Timer* t) {
                                       absl::FormatDuration(absl::Nanoseconds(pc->queue_wait_ns)),
                                       " in the queue for a slot of the ", fn.gate->description(),
                                       " (", fn.gate->limit(), "); it never ran")));
-    core.unref(pc);  // delivery
-    core.unref(pc);  // never submitted: the handler's side
+    core.unpin(&fn);  // it never ran
+    core.unref(pc);   // delivery
+    core.unref(pc);   // never submitted: the handler's side
   }
   core.unref(pc);  // the timer's reference
 }

@@ -136,50 +136,93 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
   record->typed_flag = static_cast<bool>(record->typed.call);
 
   std::lock_guard<std::mutex> lock(config_mu_);
-  if (registry_.find(name) != nullptr) {
-    return fail(ErrorCode::kAlreadyExists, cat("function '", name, "' is already registered"));
+  if (FunctionEntry* e = registry_.entry(name); e != nullptr && e->live()) {
+    return fail(ErrorCode::kAlreadyExists,
+                cat("function '", name, "' is already registered",
+                    e->registered ? "" : " (by a plugin)"));
   }
   const std::int64_t reserve = config.reserved_concurrency.value_or(0);
   if (reserve > 0) {
-    const std::int64_t left = options_.concurrency_limit - reserved_total_ - reserve;
-    if (left < options_.min_unreserved_concurrency) {
-      return fail(ErrorCode::kInvalidArgument,
-                  cat("function '", name, "': reserved_concurrency ", reserve, " would leave ",
-                      left, " unreserved (engine concurrency_limit ", options_.concurrency_limit,
-                      ", already reserved ", reserved_total_, ", min_unreserved_concurrency ",
-                      options_.min_unreserved_concurrency, ")"));
-    }
-    record->own_gate =
-        std::make_unique<ConcurrencyGate>(cat("reserved concurrency of function '", name, "'"),
-                                          reserve, &EngineCore::admit_waiter, this);
-    record->gate = record->own_gate.get();
+    if (auto ok = check_reservation(name, reserve, reserved_total_); !ok)
+      return tl::unexpected<Error>(ok.error());
+  }
+  FunctionEntry* entry = registry_.make_entry(name, this);
+  entry->registered = true;
+  record->entry = entry;
+  record->gate = reserve > 0 ? reserve_gate(*entry, reserve) : &unreserved_;
+  FunctionRecord* published = registry_.adopt(std::move(record));
+  entry->versions.push_back(published);
+  entry->latest->primary.store(published, std::memory_order_seq_cst);
+  return FunctionHandle(entry->latest);
+}
+
+Result<void> EngineCore::check_reservation(std::string_view name, std::int64_t reserve,
+                                           std::int64_t reserved_elsewhere) const {
+  const std::int64_t left = options_.concurrency_limit - reserved_elsewhere - reserve;
+  if (left < options_.min_unreserved_concurrency) {
+    return fail(ErrorCode::kInvalidArgument,
+                cat("function '", name, "': reserved_concurrency ", reserve, " would leave ", left,
+                    " unreserved (engine concurrency_limit ", options_.concurrency_limit,
+                    ", already reserved ", reserved_elsewhere, ", min_unreserved_concurrency ",
+                    options_.min_unreserved_concurrency, ")"));
+  }
+  return {};
+}
+
+ConcurrencyGate* EngineCore::reserve_gate(FunctionEntry& entry, std::int64_t reserve) {
+  reserved_total_ += reserve - entry.reserved;
+  entry.reserved = reserve;
+  unreserved_.set_limit(options_.concurrency_limit - reserved_total_);
+  if (!entry.own_gate) {
+    entry.own_gate = std::make_unique<ConcurrencyGate>(
+        cat("reserved concurrency of function '", entry.name, "'"), reserve,
+        &EngineCore::admit_waiter, this);
+    gates_.push_back(entry.own_gate.get());
   } else {
-    record->gate = &unreserved_;
+    entry.own_gate->set_limit(reserve);
   }
-  FunctionRecord* published = registry_.insert(std::move(record));
-  if (reserve > 0) {
-    reserved_total_ += reserve;
-    unreserved_.set_limit(options_.concurrency_limit - reserved_total_);
-    gates_.push_back(published->gate);
-  }
-  return FunctionHandle(published);
+  return entry.own_gate.get();
+}
+
+void EngineCore::unreserve(FunctionEntry& entry) {
+  if (entry.reserved == 0) return;
+  reserved_total_ -= entry.reserved;
+  entry.reserved = 0;
+  unreserved_.set_limit(options_.concurrency_limit - reserved_total_);
 }
 
 Result<FunctionHandle> EngineCore::find(std::string_view text) const {
   // Fast path: a plain name (the common case) is one lock-free lookup.
-  if (FunctionRecord* r = registry_.find(text)) [[likely]]
+  Route* r = registry_.find(text);
+  if (r != nullptr && r->primary.load(std::memory_order_acquire) != nullptr) [[likely]]
     return FunctionHandle(r);
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   const QualifiedName q = split_qualifier(text);
-  FunctionRecord* r = registry_.find(q.name);
-  if (r == nullptr)
-    return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
-  if (!q.qualifier.empty() && q.qualifier != r->version) {
+  if (q.qualifier == "$LATEST") {
+    r = registry_.find(q.name);
+  } else if (r == nullptr) {
+    if (registry_.find(q.name) == nullptr)
+      return fail(ErrorCode::kNotFound, cat("function '", q.name, "' is not registered"));
     return fail(ErrorCode::kNotFound,
-                cat("function '", q.name, "' has no version or alias '", q.qualifier,
-                    "' (registered functions have only ", r->version, ")"));
+                cat("function '", q.name, "' has no version or alias '", q.qualifier, "'"));
   }
+  if (r == nullptr || r->primary.load(std::memory_order_acquire) == nullptr)
+    return tl::unexpected<Error>(r != nullptr ? unrouted_error(*r)
+                                              : Error{ErrorCode::kNotFound,
+                                                      cat("function '", q.name,
+                                                          "' is not registered")});
   return FunctionHandle(r);
+}
+
+Error EngineCore::unrouted_error(const Route& route) const {
+  if (route.qualifier.empty()) {
+    return Error{ErrorCode::kNotFound,
+                 cat("function '", route.entry->name, "' is not registered (it was unloaded)")};
+  }
+  return Error{ErrorCode::kNotFound,
+               cat("function '", route.entry->name, "' has no ",
+                   route.is_alias ? "alias '" : "loaded version '", route.qualifier,
+                   route.is_alias ? "' (it was deleted)" : "' (it was unloaded)")};
 }
 
 std::int64_t EngineCore::calls_in_use() {
@@ -271,6 +314,7 @@ void EngineCore::shutdown(absl::Duration drain) {
       pc->state.fetch_or(kStarted | kReleasedShutdown);
       pc->callback(tl::unexpected<Error>(release_error(*pc, kReleasedShutdown)));
       pc->callback = nullptr;
+      unpin(pc->inv.fn);  // it never ran
       unref(pc);  // delivery
       unref(pc);  // never submitted
     }

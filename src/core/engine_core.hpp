@@ -45,6 +45,40 @@ class EngineCore final {
                                            BytesHandler bytes, TypedHandler typed);
   Result<FunctionHandle> find(std::string_view name) const;
 
+  // ---- Deploys (plugins, versions, aliases): deploy.cpp. Serialised by config_mu_. ----
+  struct VersionSpec {
+    std::string name;
+    FunctionConfig config;
+    BytesHandler handler;
+    CodeOwner* code = nullptr;  // pinned by each invocation
+  };
+  // Publishes one new version of each function for `deployer` (an opaque owner: the plugin)
+  // and points each function's latest route at it; the deployer's functions missing from
+  // `specs` are removed. A name registered in C++ or owned by another deployer is refused, as
+  // is an invalid config or a reservation the engine cannot give. With dry_run, only checks.
+  // Nothing changes when an error is returned.
+  Result<std::vector<FunctionRecord*>> publish(const void* deployer, std::string_view who,
+                                               const std::vector<VersionSpec>& specs,
+                                               bool dry_run);
+  // The version number the next publish of `function` will give.
+  [[nodiscard]] int next_version(std::string_view function) const;
+  // Removes every function of `deployer` (routes lead nowhere, aliases are deleted).
+  void withdraw(const void* deployer);
+  Result<void> set_alias(std::string_view function, std::string_view alias,
+                         std::string_view version, std::string_view additional_version,
+                         double additional_weight);
+  Result<void> delete_alias(std::string_view function, std::string_view alias);
+  Result<std::vector<std::string>> versions(std::string_view function) const;
+  Result<std::vector<std::string>> aliases(std::string_view function) const;
+  // Versions no route leads to any more (not latest, not an alias target): takes them off
+  // their version routes, marks them retiring and returns them. Their code may be unloaded
+  // once wait_unpinned says no invocation holds them.
+  std::vector<FunctionRecord*> sweep();
+  // Waits until no invocation pins any of `records`, or until `deadline` (engine time).
+  bool wait_unpinned(const std::vector<FunctionRecord*>& records, std::int64_t deadline);
+  // Waits until no handler runs (after shutdown): the code behind them may then go.
+  void wait_quiescent();
+
   // Sync invoke (inline or pool). For typed calls the handler's Result<Out> goes to
   // typed->out and an empty string is returned; errors before or around the handler (limits,
   // timeouts) are returned.
@@ -78,9 +112,15 @@ class EngineCore final {
  private:
   Result<void> validate(const EngineOptions& o) const;
   Result<void> validate(std::string_view name, const FunctionConfig& c) const;
+  // Reservations (config_mu_ held).
+  Result<void> check_reservation(std::string_view name, std::int64_t reserve,
+                                 std::int64_t reserved_elsewhere) const;
+  ConcurrencyGate* reserve_gate(FunctionEntry& entry, std::int64_t reserve);
+  void unreserve(FunctionEntry& entry);
   [[gnu::cold]] Result<void> check_call(FunctionRecord* fn, std::string_view payload,
                                         const TypedCall* typed, std::size_t payload_limit) const;
   [[gnu::cold]] Error throttled(const FunctionRecord& fn);
+  [[gnu::cold]] Error bad_handle(const Route* route) const;
   [[gnu::cold]] Error recursion_error(const FunctionRecord& fn, const Invocation* parent) const;
   [[gnu::cold]] Error shutting_down_error(const FunctionRecord& fn) const;
   [[gnu::cold]] tl::unexpected<Error> handler_threw(const FunctionRecord& fn);
@@ -104,7 +144,36 @@ class EngineCore final {
   void release_slot(FunctionRecord* fn) noexcept {
     fn->gate->release();
     if (shutting_down_.load(std::memory_order_relaxed)) drain_parker_.unpark();
+    unpin(fn);
   }
+  // The version an invoke of `route` runs, pinned if it is plugin code (see pin); nullptr if
+  // the route leads nowhere now.
+  [[gnu::always_inline]] FunctionRecord* resolve(Route* route) noexcept {
+    FunctionRecord* fn = route->pick();
+    if (fn == nullptr || fn->code == nullptr) return fn;
+    return pin(route, fn);
+  }
+  // Pins a plugin version: count it active, then check that the route still leads to it.
+  // With the unloader's "route away, then read active" this is Dekker's pattern (seq_cst on
+  // both sides): either we see the new route and back off, or it sees our count and waits.
+  FunctionRecord* pin(Route* route, FunctionRecord* fn) noexcept {
+    for (;;) {
+      fn->active.fetch_add(1, std::memory_order_seq_cst);
+      if (route->leads_to(fn)) [[likely]]
+        return fn;
+      unpin(fn);
+      fn = route->pick();
+      if (fn == nullptr || fn->code == nullptr) return fn;
+    }
+  }
+  void unpin(FunctionRecord* fn) noexcept {
+    if (fn->code == nullptr) return;
+    if (fn->active.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        fn->retiring.load(std::memory_order_seq_cst)) {
+      deploy_parker_.unpark();
+    }
+  }
+  [[gnu::cold]] Error unrouted_error(const Route& route) const;
   void note_overrun(const Invocation& inv);
   void set_error(Invocation& inv, Error error);
 
@@ -141,6 +210,7 @@ class EngineCore final {
   std::mutex shutdown_mu_;
   std::atomic<std::thread::id> shutdown_thread_{};  // the thread inside shutdown(), if any
   Parker drain_parker_;
+  Parker deploy_parker_;  // unparked when a retiring version's last invocation returns
   // Counters (cold paths only: errors, throttles, timeouts).
   std::atomic<std::uint64_t> throttles_{0};
   std::atomic<std::uint64_t> timeouts_{0};

@@ -32,6 +32,8 @@ std::string_view error_code_name(ErrorCode code) noexcept {
       return "NotInHandler";
     case ErrorCode::kInternal:
       return "Internal";
+    case ErrorCode::kPluginInvalid:
+      return "PluginInvalid";
   }
   return "Unknown";
 }

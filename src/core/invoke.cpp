@@ -75,13 +75,14 @@ Error EngineCore::timeout_error(const FunctionRecord& fn, std::int64_t timeout_n
                                         seconds(timeout_ns), " seconds")};
 }
 
+Error EngineCore::bad_handle(const Route* route) const {
+  if (route == nullptr) return Error{ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle"};
+  return Error{ErrorCode::kInvalidArgument,
+               cat("function '", route->name, "' belongs to another engine")};
+}
+
 Result<void> EngineCore::check_call(FunctionRecord* fn, std::string_view payload,
                                     const TypedCall* typed, std::size_t payload_limit) const {
-  if (fn == nullptr) return fail(ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle");
-  if (fn->owner != this) {
-    return fail(ErrorCode::kInvalidArgument,
-                cat("function '", fn->name, "' belongs to another engine"));
-  }
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   if (typed != nullptr) {
     if (!fn->is_typed()) {
@@ -134,22 +135,29 @@ Result<std::string> EngineCore::invoke(FunctionHandle handle, std::string_view p
 
 inline Result<std::string> EngineCore::invoke_impl(FunctionHandle handle, std::string_view payload,
                                                    TypedCall* typed, const InvokeOptions& options) {
-  FunctionRecord* fn = handle.record_;
+  Route* route = handle.route_;
+  if (route == nullptr || route->owner != this) [[unlikely]]
+    return tl::unexpected<Error>(bad_handle(route));
+  FunctionRecord* fn = resolve(route);  // pinned if it is plugin code
+  if (fn == nullptr) [[unlikely]]
+    return tl::unexpected<Error>(unrouted_error(*route));
   // One branch for the common case; check_call says exactly what is wrong otherwise.
-  if (fn == nullptr || fn->owner != this ||
-      (typed == nullptr ? fn->typed_flag || payload.size() > options_.max_sync_payload
-                        : !fn->typed_flag || *typed->in_type != *fn->typed.in_type ||
-                              *typed->out_type != *fn->typed.out_type)) [[unlikely]] {
+  if (typed == nullptr ? fn->typed_flag || payload.size() > options_.max_sync_payload
+                       : !fn->typed_flag || *typed->in_type != *fn->typed.in_type ||
+                             *typed->out_type != *fn->typed.out_type) [[unlikely]] {
     if (auto ok = check_call(fn, payload, typed, options_.max_sync_payload); !ok) {
+      unpin(fn);
       return tl::unexpected<Error>(std::move(ok.error()));
     }
   }
   Fiber* self = current_fiber();
   Invocation* parent = self != nullptr ? static_cast<Invocation*>(self->task()) : nullptr;
   if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) [[unlikely]] {
+    unpin(fn);
     return tl::unexpected<Error>(recursion_error(*fn, parent));
   }
   if (!fn->gate->try_acquire()) [[unlikely]] {
+    unpin(fn);
     return tl::unexpected<Error>(throttled(*fn));
   }
   // The CAS above is a full barrier: shutdown() either sees our slot or we see its flag.

@@ -2,19 +2,27 @@
 #include "ember/engine.hpp"
 
 #include "core/engine_core.hpp"
+#include "plugin/plugin_host.hpp"
 
 namespace ember {
 
 std::string_view FunctionHandle::name() const noexcept {
-  return record_ != nullptr ? std::string_view(record_->name) : std::string_view();
+  return route_ != nullptr ? std::string_view(route_->entry->name) : std::string_view();
+}
+
+std::string_view FunctionHandle::qualifier() const noexcept {
+  return route_ != nullptr ? std::string_view(route_->qualifier) : std::string_view();
 }
 
 std::string_view FunctionHandle::version() const noexcept {
-  return record_ != nullptr ? std::string_view(record_->version) : std::string_view();
+  if (route_ == nullptr) return {};
+  const detail::FunctionRecord* r = route_->primary.load(std::memory_order_acquire);
+  return r != nullptr ? std::string_view(r->version) : std::string_view();
 }
 
 Engine::Engine(EngineOptions options)
-    : core_(std::make_unique<detail::EngineCore>(std::move(options))) {
+    : core_(std::make_unique<detail::EngineCore>(std::move(options))),
+      plugins_(std::make_unique<detail::PluginHost>(*core_)) {
   core_->set_engine(this);
 }
 
@@ -24,7 +32,13 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineOptions options) {
   return engine;
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  // Plugin code may only be unmapped once no handler runs it: drain, wait for handlers past
+  // their deadline, then unload plugins and layers, then stop the workers.
+  core_->shutdown(absl::Seconds(30));
+  core_->wait_quiescent();
+  plugins_.reset();
+}
 
 Result<void> Engine::status() const {
   if (core_->init_error()) return tl::unexpected<Error>(*core_->init_error());
@@ -60,6 +74,45 @@ std::future<Result<std::string>> Engine::invoke_future(FunctionHandle fn, std::s
 
 void Engine::shutdown(absl::Duration drain) { core_->shutdown(drain); }
 
-EngineStats Engine::stats() const { return core_->stats(); }
+EngineStats Engine::stats() const {
+  EngineStats s = core_->stats();
+  plugins_->add_stats(s);
+  return s;
+}
+
+}  // namespace ember
+
+namespace ember {
+
+Result<PluginInfo> Engine::load_plugin(std::string_view path, const PluginOptions& options) {
+  if (auto ok = status(); !ok) return tl::unexpected<Error>(ok.error());
+  return plugins_->load(path, options);
+}
+
+Result<PluginInfo> Engine::reload_plugin(std::string_view name, std::string_view path) {
+  if (auto ok = status(); !ok) return tl::unexpected<Error>(ok.error());
+  return plugins_->reload(name, path);
+}
+
+Result<void> Engine::unload_plugin(std::string_view name) { return plugins_->unload(name); }
+
+std::vector<PluginInfo> Engine::plugins() const { return plugins_->plugins(); }
+
+Result<void> Engine::set_alias(std::string_view function, std::string_view alias,
+                               const AliasConfig& config) {
+  return plugins_->set_alias(function, alias, config);
+}
+
+Result<void> Engine::delete_alias(std::string_view function, std::string_view alias) {
+  return plugins_->delete_alias(function, alias);
+}
+
+Result<std::vector<std::string>> Engine::versions(std::string_view function) const {
+  return core_->versions(function);
+}
+
+Result<std::vector<std::string>> Engine::aliases(std::string_view function) const {
+  return core_->aliases(function);
+}
 
 }  // namespace ember

@@ -1,0 +1,160 @@
+// The host side of the plugin ABI: the ember_host_api table and the call of a plugin handler.
+//
+// An ember_context* handed to a plugin is a CallState* of the call in progress (on the
+// handler's fiber's stack); it carries the engine's Context and collects the response or
+// error the plugin sets.
+#include <string>
+
+#include "core/str_cat.hpp"
+#include "plugin/plugin_host.hpp"
+
+namespace ember::detail {
+
+namespace {
+
+struct CallState {
+  Context* ctx;
+  Module* module;
+  std::string response;
+  std::string error_type;
+  std::string error_message;
+  bool failed = false;
+};
+
+CallState& state(ember_context* c) noexcept { return *reinterpret_cast<CallState*>(c); }
+
+thread_local PluginHost* tls_lifecycle_host = nullptr;
+thread_local std::string_view tls_lifecycle_plugin;
+
+LogLevel to_level(int level) noexcept {
+  switch (level) {
+    case EMBER_LOG_DEBUG:
+      return LogLevel::kDebug;
+    case EMBER_LOG_WARN:
+      return LogLevel::kWarn;
+    case EMBER_LOG_ERROR:
+      return LogLevel::kError;
+    default:
+      return LogLevel::kInfo;
+  }
+}
+
+void host_respond(ember_context* c, const char* data, size_t size) {
+  state(c).response.assign(data != nullptr ? data : "", data != nullptr ? size : 0);
+}
+
+void host_fail(ember_context* c, const char* type, const char* message) {
+  CallState& s = state(c);
+  s.failed = true;
+  s.error_type = type != nullptr && *type != '\0' ? type : "PluginError";
+  s.error_message = message != nullptr ? message : "";
+}
+
+void host_log(ember_context* c, int level, const char* message, size_t size) {
+  const std::string_view text(message != nullptr ? message : "", message != nullptr ? size : 0);
+  if (c != nullptr) {
+    state(c).ctx->log(to_level(level), text);
+  } else if (tls_lifecycle_host != nullptr) {
+    tls_lifecycle_host->core().log(to_level(level), cat("plugin:", tls_lifecycle_plugin), "",
+                                   text);
+  } else {
+    std::string line = cat("INFO\t-\tplugin\t", text, "\n");
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+}
+
+int64_t host_remaining_ns(ember_context* c) {
+  return absl::ToInt64Nanoseconds(state(c).ctx->remaining());
+}
+
+int host_cancelled(ember_context* c) { return state(c).ctx->cancelled() ? 1 : 0; }
+
+// The three below are NUL-terminated: a request id is formatted into a 37-byte buffer, and
+// names and versions are std::strings of the function's record.
+const char* host_request_id(ember_context* c) { return state(c).ctx->request_id().data(); }
+const char* host_function_name(ember_context* c) { return state(c).ctx->function_name().data(); }
+const char* host_function_version(ember_context* c) {
+  return state(c).ctx->function_version().data();
+}
+
+int host_invoke(ember_context* c, const char* name, const char* payload, size_t size,
+                ember_bytes_sink sink, void* user) {
+  if (name == nullptr) {
+    if (sink != nullptr) sink(user, "invoke: function name is NULL", 29);
+    return EMBER_ERR_INVALID_ARGUMENT;
+  }
+  Result<std::string> r = state(c).ctx->invoke(
+      std::string_view(name), std::string_view(payload != nullptr ? payload : "", size));
+  if (r) {
+    if (sink != nullptr) sink(user, r->data(), r->size());
+    return EMBER_OK;
+  }
+  if (sink != nullptr) sink(user, r.error().message.data(), r.error().message.size());
+  return static_cast<int>(r.error().code);
+}
+
+int host_sleep_ns(ember_context* c, int64_t ns) {
+  auto r = state(c).ctx->sleep_for(absl::Nanoseconds(ns));
+  return r ? EMBER_OK : static_cast<int>(r.error().code);
+}
+
+const void* host_service(ember_plugin_ref* plugin, const char* layer, const char* service) {
+  if (plugin == nullptr || layer == nullptr || service == nullptr) return nullptr;
+  auto* m = reinterpret_cast<Module*>(plugin);
+  return m->host->service(*m, layer, service);
+}
+
+constexpr ember_host_api kHostApi = {
+    EMBER_PLUGIN_ABI_VERSION,
+    sizeof(ember_host_api),
+    &host_respond,
+    &host_fail,
+    &host_log,
+    &host_remaining_ns,
+    &host_cancelled,
+    &host_request_id,
+    &host_function_name,
+    &host_function_version,
+    &host_invoke,
+    &host_sleep_ns,
+    &host_service,
+};
+
+}  // namespace
+
+const ember_host_api& host_api() noexcept { return kHostApi; }
+
+Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
+                                std::string_view payload) {
+  CallState s{&ctx, &m, {}, {}, {}};
+  const ember_call call{sizeof(ember_call),
+                        &kHostApi,
+                        reinterpret_cast<ember_context*>(&s),
+                        reinterpret_cast<ember_plugin_ref*>(&m),
+                        f.instance,
+                        payload.data(),
+                        payload.size()};
+  // A C++ exception that escapes the plugin (it should not) is caught by the engine where the
+  // handler's fiber starts and reported with its type, like any handler's.
+  const int rc = f.handler(&call);
+  if (rc == 0) [[likely]]
+    return std::move(s.response);
+  return fail(ErrorCode::kHandlerFailed,
+              cat("function '", f.name, "' failed: ",
+                  s.failed ? s.error_type : std::string("PluginError"), ": ",
+                  s.failed && !s.error_message.empty() ? s.error_message
+                                                       : cat("handler returned ", rc)));
+}
+
+LifecycleScope::LifecycleScope(PluginHost* host, std::string_view plugin) noexcept
+    : saved_host_(tls_lifecycle_host), saved_plugin_(tls_lifecycle_plugin) {
+  tls_lifecycle_host = host;
+  tls_lifecycle_plugin = plugin;
+}
+
+LifecycleScope::~LifecycleScope() {
+  tls_lifecycle_host = saved_host_;
+  tls_lifecycle_plugin = saved_plugin_;
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,599 @@
+// Loading, validating, starting, reloading and unloading plugins and their layers.
+#include "plugin/plugin_host.hpp"
+
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+
+#include "core/names.hpp"
+#include "core/str_cat.hpp"
+#include "plugin/watch.hpp"
+
+namespace ember::detail {
+
+namespace {
+
+// The sizes ABI 1 requires: every field it defines.
+constexpr std::size_t kPluginDescriptorSize =
+    offsetof(ember_plugin_descriptor, layer_count) + sizeof(size_t);
+constexpr std::size_t kFunctionDescSize =
+    offsetof(ember_function_desc, stack_kib) + sizeof(uint32_t);
+constexpr std::size_t kLayerDescriptorSize =
+    offsetof(ember_layer_descriptor, shutdown) + sizeof(void (*)(void));
+
+std::string describe_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return cat("threw ", e.what());
+  } catch (...) {
+    return "threw an exception not derived from std::exception";
+  }
+}
+
+// Validates a plugin name like a function name (it names files and metrics too).
+Result<void> validate_plugin_name(std::string_view who, const char* name) {
+  if (name == nullptr) {
+    return fail(ErrorCode::kPluginInvalid, cat(who, ": descriptor field 'name' is NULL"));
+  }
+  if (auto ok = validate_function_name(name); !ok) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": descriptor field 'name': ",
+                    ok.error().message.substr(std::strlen("function "))));
+  }
+  return {};
+}
+
+Result<FunctionConfig> function_config(std::string_view who, std::size_t i,
+                                       const ember_function_desc& d) {
+  const std::string field = cat(who, ": functions[", i, "] ('", d.name, "'): ");
+  FunctionConfig c;
+  if (d.timeout_ms != 0) c.timeout = absl::Milliseconds(d.timeout_ms);
+  if (d.memory_mb != 0) c.memory_mb = d.memory_mb;
+  if (d.reserved_concurrency != 0) c.reserved_concurrency = d.reserved_concurrency;
+  switch (d.dispatch) {
+    case EMBER_DISPATCH_DEFAULT:
+      break;
+    case EMBER_DISPATCH_INLINE:
+      c.dispatch = Dispatch::kInline;
+      break;
+    case EMBER_DISPATCH_POOL:
+      c.dispatch = Dispatch::kPool;
+      break;
+    default:
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(field, "dispatch = ", d.dispatch,
+                      ": must be EMBER_DISPATCH_DEFAULT, _INLINE or _POOL"));
+  }
+  if (d.stack_kib != 0) c.stack_size = std::size_t{d.stack_kib} << 10;
+  return c;
+}
+
+}  // namespace
+
+PluginHost::PluginHost(EngineCore& core) : core_(core) {}
+
+PluginHost::~PluginHost() {
+  watch_.reset();
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, d] : deployments_) {
+    core_.withdraw(d.get());
+    for (auto& m : d->modules) draining_.push_back(std::move(m));
+    d->modules.clear();
+  }
+  deployments_.clear();
+  for (auto& m : draining_) close_module(std::move(m));
+  draining_.clear();
+  close_unused_layers();
+}
+
+Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
+                                                        const PluginOptions& options) {
+  auto object = SharedObject::open(path, options, "plugin");
+  if (!object) return tl::unexpected<Error>(std::move(object.error()));
+  const std::string who = cat("plugin '", path, "'");
+  auto entry = reinterpret_cast<ember_plugin_entry_fn>((*object)->symbol(EMBER_PLUGIN_ENTRY_NAME));
+  if (entry == nullptr) {
+    const bool layer = (*object)->symbol(EMBER_LAYER_ENTRY_NAME) != nullptr;
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": no entry symbol '", EMBER_PLUGIN_ENTRY_NAME, "'",
+                    layer ? " (it is a layer: it exports " EMBER_LAYER_ENTRY_NAME ")"
+                          : " (not an ember plugin, or built for another plugin ABI; this host "
+                            "speaks ABI " + std::to_string(EMBER_PLUGIN_ABI_VERSION) + ")"));
+  }
+  auto m = std::make_unique<Module>();
+  m->host = this;
+  const ember_plugin_descriptor* d = nullptr;
+  try {
+    LifecycleScope scope(this, path);
+    d = entry(&host_api());
+  } catch (...) {
+    return fail(ErrorCode::kPluginInvalid, cat(who, ": entry ", describe_exception()));
+  }
+  if (d == nullptr) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": ", EMBER_PLUGIN_ENTRY_NAME, " returned NULL (the plugin refused)"));
+  }
+  if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": built for plugin ABI version ", d->abi_version,
+                    "; this host speaks ABI version ", EMBER_PLUGIN_ABI_VERSION));
+  }
+  if (d->struct_size < kPluginDescriptorSize) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": descriptor struct_size ", d->struct_size,
+                    " is smaller than the ", kPluginDescriptorSize, " bytes ABI ",
+                    EMBER_PLUGIN_ABI_VERSION, " requires"));
+  }
+  if (auto ok = validate_plugin_name(who, d->name); !ok) return tl::unexpected<Error>(ok.error());
+  m->plugin = d->name;
+  m->plugin_version = d->version != nullptr ? d->version : "";
+  const std::string named = cat("plugin '", m->plugin, "' (", path, ")");
+  if (d->function_count == 0 || d->functions == nullptr) {
+    return fail(ErrorCode::kPluginInvalid, cat(named, ": descriptor has no functions"));
+  }
+  m->functions.resize(d->function_count);
+  for (std::size_t i = 0; i < d->function_count; ++i) {
+    const ember_function_desc* f = d->functions[i];
+    const std::string at = cat(named, ": functions[", i, "]");
+    if (f == nullptr) return fail(ErrorCode::kPluginInvalid, cat(at, " is NULL"));
+    if (f->struct_size < kFunctionDescSize) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(at, ": struct_size ", f->struct_size, " is smaller than the ",
+                      kFunctionDescSize, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
+    }
+    if (f->name == nullptr) return fail(ErrorCode::kPluginInvalid, cat(at, ": 'name' is NULL"));
+    if (auto ok = validate_function_name(f->name); !ok) {
+      return fail(ErrorCode::kPluginInvalid, cat(at, ": 'name': ", ok.error().message));
+    }
+    if (f->handler == nullptr) {
+      return fail(ErrorCode::kPluginInvalid, cat(at, " ('", f->name, "'): 'handler' is NULL"));
+    }
+    auto config = function_config(named, i, *f);
+    if (!config) return tl::unexpected<Error>(std::move(config.error()));
+    ModuleFunction& mf = m->functions[i];
+    mf.name = f->name;
+    mf.config = *config;
+    mf.handler = f->handler;
+    mf.init = f->init;
+    mf.shutdown = f->shutdown;
+  }
+  if (d->layer_count != 0 && d->layers == nullptr) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(named, ": descriptor has layer_count ", d->layer_count, " but 'layers' is NULL"));
+  }
+  for (std::size_t i = 0; i < d->layer_count; ++i) {
+    const ember_layer_requirement& r = d->layers[i];
+    if (r.name == nullptr || *r.name == '\0') {
+      return fail(ErrorCode::kPluginInvalid, cat(named, ": layers[", i, "]: 'name' is empty"));
+    }
+    auto constraint = VersionConstraint::parse(r.version != nullptr ? r.version : "");
+    if (!constraint) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(named, ": layers[", i, "] ('", r.name, "'): ", constraint.error().message));
+    }
+    m->requires_layers.push_back({r.name, std::move(*constraint)});
+  }
+  m->object = std::move(*object);
+  return m;
+}
+
+std::vector<EngineCore::VersionSpec> PluginHost::specs(Module& m) {
+  std::vector<EngineCore::VersionSpec> out;
+  for (ModuleFunction& f : m.functions) {
+    out.push_back({f.name, f.config,
+                   [module = &m, fn = &f](Context& ctx, std::string_view in) {
+                     return call_plugin(*module, *fn, ctx, in);
+                   },
+                   &m});
+  }
+  return out;
+}
+
+Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::string& path) {
+  const std::string who = cat("plugin '", m.plugin, "' (", path, ")");
+  auto specs = this->specs(m);
+  if (auto ok = core_.publish(&d, who, specs, /*dry_run=*/true); !ok)
+    return tl::unexpected<Error>(ok.error());
+
+  auto undo = [&](Error e) -> Result<void> {
+    shutdown_instances(m);
+    release_layers(m);
+    close_unused_layers();
+    return tl::unexpected<Error>(std::move(e));
+  };
+  for (const Module::Requirement& req : m.requires_layers) {
+    auto layer = acquire_layer(m, req, path, d.options);
+    if (!layer) return undo(std::move(layer.error()));
+    (*layer)->users++;
+    m.layers.push_back(*layer);
+  }
+  for (ModuleFunction& f : m.functions) {
+    if (f.init == nullptr) continue;
+    ember_init_args args{};
+    args.struct_size = sizeof args;
+    args.host = &host_api();
+    args.plugin = reinterpret_cast<ember_plugin_ref*>(&m);
+    args.function_name = f.name.c_str();
+    const std::string version = cat(core_.next_version(f.name));
+    args.function_version = version.c_str();
+    int rc = 0;
+    std::string why;
+    try {
+      LifecycleScope scope(this, m.plugin);
+      rc = f.init(&args);
+      args.error[sizeof args.error - 1] = '\0';
+      why = args.error;
+    } catch (...) {
+      rc = -1;
+      why = describe_exception();
+    }
+    if (rc != 0) {
+      return undo(Error{ErrorCode::kPluginInvalid,
+                        cat(who, ": init of function '", f.name, "' failed (", rc,
+                            "): ", why.empty() ? "no reason given" : why)});
+    }
+    f.instance = args.instance;
+    f.inited = true;
+  }
+  auto records = core_.publish(&d, who, specs, /*dry_run=*/false);
+  if (!records) return undo(std::move(records.error()));
+  m.records = *records;
+  for (std::size_t i = 0; i < m.functions.size(); ++i) m.functions[i].record = m.records[i];
+  return {};
+}
+
+Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirement& req,
+                                         const std::string& plugin_path,
+                                         const PluginOptions& options) {
+  const std::string who = cat("plugin '", m.plugin, "' (", plugin_path, ")");
+  if (auto it = layers_.find(req.layer); it != layers_.end()) {
+    Layer* l = it->second.get();
+    if (!req.constraint.allows(l->version)) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(who, " requires layer '", req.layer, "' ", req.constraint.text(),
+                      ", but version ", l->version.str(), " is loaded"));
+    }
+    return l;
+  }
+  namespace fs = std::filesystem;
+  std::vector<std::string> dirs = options.layer_dirs;
+  if (dirs.empty()) dirs.push_back(fs::path(plugin_path).parent_path().string());
+  std::string file;
+  for (const std::string& dir : dirs) {
+    for (const std::string& name : {cat("lib", req.layer, ".so"), cat(req.layer, ".so")}) {
+      const fs::path p = fs::path(dir.empty() ? "." : dir) / name;
+      std::error_code ec;
+      if (fs::exists(p, ec)) {
+        file = p.string();
+        break;
+      }
+    }
+    if (!file.empty()) break;
+  }
+  if (file.empty()) {
+    std::string searched;
+    for (const std::string& dir : dirs) searched += cat(searched.empty() ? "" : ", ", dir);
+    return fail(ErrorCode::kNotFound,
+                cat(who, " requires layer '", req.layer, "' ", req.constraint.text(),
+                    ": no lib", req.layer, ".so or ", req.layer, ".so in ", searched,
+                    " (PluginOptions.layer_dirs)"));
+  }
+  auto object = SharedObject::open(file, options, "layer");
+  if (!object) return tl::unexpected<Error>(std::move(object.error()));
+  const std::string lwho = cat("layer '", file, "'");
+  auto entry = reinterpret_cast<ember_layer_entry_fn>((*object)->symbol(EMBER_LAYER_ENTRY_NAME));
+  if (entry == nullptr) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": no entry symbol '", EMBER_LAYER_ENTRY_NAME, "'"));
+  }
+  const ember_layer_descriptor* d = nullptr;
+  try {
+    LifecycleScope scope(this, req.layer);
+    d = entry(&host_api());
+  } catch (...) {
+    return fail(ErrorCode::kPluginInvalid, cat(lwho, ": entry ", describe_exception()));
+  }
+  if (d == nullptr) {
+    return fail(ErrorCode::kPluginInvalid, cat(lwho, ": ", EMBER_LAYER_ENTRY_NAME, " returned NULL"));
+  }
+  if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": built for plugin ABI version ", d->abi_version,
+                    "; this host speaks ABI version ", EMBER_PLUGIN_ABI_VERSION));
+  }
+  if (d->struct_size < kLayerDescriptorSize) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": descriptor struct_size ", d->struct_size, " is smaller than the ",
+                    kLayerDescriptorSize, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
+  }
+  if (d->name == nullptr || req.layer != d->name) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": is layer '", d->name != nullptr ? d->name : "(NULL)", "', not '",
+                    req.layer, "'"));
+  }
+  auto version = parse_version(d->version != nullptr ? d->version : "");
+  if (!version) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": descriptor field 'version': ", version.error().message));
+  }
+  if (d->service_count != 0 && d->services == nullptr) {
+    return fail(ErrorCode::kPluginInvalid, cat(lwho, ": 'services' is NULL"));
+  }
+  for (std::size_t i = 0; i < d->service_count; ++i) {
+    if (d->services[i].name == nullptr || *d->services[i].name == '\0' ||
+        d->services[i].vtable == nullptr) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(lwho, ": services[", i, "] has an empty name or a NULL vtable"));
+    }
+  }
+  if (!req.constraint.allows(*version)) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, " requires layer '", req.layer, "' ", req.constraint.text(), ", but ",
+                    file, " is version ", version->str()));
+  }
+  if (d->init != nullptr) {
+    char error[256] = {};
+    int rc = 0;
+    try {
+      LifecycleScope scope(this, req.layer);
+      rc = d->init(&host_api(), error, sizeof error);
+    } catch (...) {
+      rc = -1;
+      std::snprintf(error, sizeof error, "%s", describe_exception().c_str());
+    }
+    error[sizeof error - 1] = '\0';
+    if (rc != 0) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(lwho, ": init failed (", rc, "): ", *error ? error : "no reason given"));
+    }
+  }
+  auto layer = std::make_unique<Layer>();
+  layer->name = req.layer;
+  layer->version = *version;
+  layer->object = std::move(*object);
+  layer->desc = d;
+  Layer* raw = layer.get();
+  layers_.emplace(req.layer, std::move(layer));
+  core_.log(LogLevel::kInfo, cat("layer:", req.layer), "",
+            cat("layer '", req.layer, "' ", version->str(), " loaded from ", file));
+  return raw;
+}
+
+const void* PluginHost::service(const Module& m, std::string_view layer,
+                                std::string_view service) const noexcept {
+  for (const Layer* l : m.layers) {
+    if (l->name != layer) continue;
+    for (std::size_t i = 0; i < l->desc->service_count; ++i) {
+      if (service == l->desc->services[i].name) return l->desc->services[i].vtable;
+    }
+    return nullptr;
+  }
+  return nullptr;  // not a layer this plugin declared
+}
+
+void PluginHost::release_layers(Module& m) {
+  for (Layer* l : m.layers) l->users--;
+  m.layers.clear();
+}
+
+void PluginHost::close_unused_layers() {
+  for (auto it = layers_.begin(); it != layers_.end();) {
+    Layer& l = *it->second;
+    if (l.users > 0) {
+      ++it;
+      continue;
+    }
+    if (l.desc->shutdown != nullptr) {
+      LifecycleScope scope(this, l.name);
+      l.desc->shutdown();
+    }
+    if (!l.object->close()) {
+      ++pinned_;
+      core_.log(LogLevel::kError, cat("layer:", l.name), "",
+                cat("layer '", l.name, "' (", l.object->path(),
+                    ") is still mapped after dlclose: something pins it (a thread_local with a "
+                    "destructor, a STB_GNU_UNIQUE symbol, another dlopen)"));
+    }
+    it = layers_.erase(it);
+  }
+}
+
+void PluginHost::shutdown_instances(Module& m) {
+  LifecycleScope scope(this, m.plugin);
+  for (ModuleFunction& f : m.functions) {
+    if (!f.inited) continue;
+    f.inited = false;
+    if (f.shutdown != nullptr) f.shutdown(f.instance);
+    f.instance = nullptr;
+  }
+}
+
+void PluginHost::close_module(std::unique_ptr<Module> m) {
+  shutdown_instances(*m);
+  const std::string path = m->object->path();
+  if (!m->object->close()) {
+    ++pinned_;
+    core_.log(LogLevel::kError, cat("plugin:", m->plugin), "",
+              cat("plugin '", m->plugin, "' (", path,
+                  ") is still mapped after dlclose: something pins it (a thread_local with a "
+                  "destructor, a STB_GNU_UNIQUE symbol, another dlopen); build plugins with "
+                  "ember_add_plugin"));
+  }
+  release_layers(*m);
+  close_unused_layers();
+}
+
+void PluginHost::collect(absl::Duration drain) {
+  core_.sweep();
+  // Modules none of whose versions is routed any more.
+  for (auto& [name, d] : deployments_) {
+    for (auto it = d->modules.begin(); it != d->modules.end();) {
+      const bool dead = std::all_of((*it)->records.begin(), (*it)->records.end(),
+                                    [](const FunctionRecord* r) { return r->retiring.load(); });
+      if (dead) {
+        draining_.push_back(std::move(*it));
+        it = d->modules.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // A deploy from inside a handler must not wait for invocations (maybe its own).
+  const std::int64_t deadline =
+      current_fiber() != nullptr
+          ? 0
+          : add_saturating(core_.time().now(), to_nanos(drain));
+  for (auto it = draining_.begin(); it != draining_.end();) {
+    if (core_.wait_unpinned((*it)->records, deadline)) {
+      std::unique_ptr<Module> m = std::move(*it);
+      it = draining_.erase(it);
+      close_module(std::move(m));
+    } else {
+      core_.log(LogLevel::kWarn, cat("plugin:", (*it)->plugin), "",
+                cat("plugin '", (*it)->plugin, "': an old version still has invocations after ",
+                    absl::FormatDuration(drain),
+                    "; it will be unloaded at the next deploy after they return"));
+      ++it;
+    }
+  }
+}
+
+PluginInfo PluginHost::describe(const Deployment& d, const Module& m) const {
+  PluginInfo info;
+  info.name = m.plugin;
+  info.version = m.plugin_version;
+  info.path = d.path;
+  for (const FunctionRecord* r : m.records) info.functions.push_back({r->name, r->version});
+  for (const Layer* l : m.layers) info.layers.push_back(cat(l->name, " ", l->version.str()));
+  return info;
+}
+
+Result<PluginInfo> PluginHost::load(std::string_view path_view, const PluginOptions& options) {
+  const std::string path(path_view);
+  absl::MutexLock lock(&mu_);
+  auto failed = [&](Error e) -> Result<PluginInfo> {
+    ++load_failures_;
+    return tl::unexpected<Error>(std::move(e));
+  };
+  auto m = open_module(path, options);
+  if (!m) return failed(std::move(m.error()));
+  if (auto it = deployments_.find((*m)->plugin); it != deployments_.end()) {
+    return failed(Error{ErrorCode::kAlreadyExists,
+                        cat("plugin '", (*m)->plugin, "' (", path, ") is already loaded from ",
+                            it->second->path, "; use reload_plugin")});
+  }
+  auto d = std::make_unique<Deployment>();
+  d->name = (*m)->plugin;
+  d->path = path;
+  d->options = options;
+  if (auto ok = start_module(*d, **m, path); !ok) return failed(std::move(ok.error()));
+  d->info = describe(*d, **m);
+  d->modules.push_back(std::move(*m));
+  Deployment& ref = *d;
+  deployments_.emplace(ref.name, std::move(d));
+  if (options.watch) watch(ref);
+  core_.log(LogLevel::kInfo, cat("plugin:", ref.name), "",
+            cat("plugin '", ref.name, "' ", ref.info.version, " loaded from ", path));
+  return ref.info;
+}
+
+Result<PluginInfo> PluginHost::reload(std::string_view name, std::string_view path_view) {
+  absl::MutexLock lock(&mu_);
+  auto it = deployments_.find(name);
+  if (it == deployments_.end()) {
+    ++load_failures_;
+    return fail(ErrorCode::kNotFound, cat("reload: no plugin '", name, "' is loaded"));
+  }
+  Deployment& d = *it->second;
+  const std::string path = path_view.empty() ? d.path : std::string(path_view);
+  auto failed = [&](Error e) -> Result<PluginInfo> {
+    ++load_failures_;
+    e.message = cat("reload of plugin '", d.name, "' rolled back; the old version keeps serving: ",
+                    e.message);
+    return tl::unexpected<Error>(std::move(e));
+  };
+  auto m = open_module(path, d.options);
+  if (!m) return failed(std::move(m.error()));
+  if ((*m)->plugin != d.name) {
+    return failed(Error{ErrorCode::kPluginInvalid,
+                        cat(path, " is plugin '", (*m)->plugin, "', not '", d.name, "'")});
+  }
+  if (auto ok = start_module(d, **m, path); !ok) return failed(std::move(ok.error()));
+  d.path = path;
+  d.info = describe(d, **m);
+  d.modules.push_back(std::move(*m));
+  ++reloads_;
+  collect(d.options.drain_timeout);
+  return d.info;
+}
+
+Result<void> PluginHost::unload(std::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto it = deployments_.find(name);
+  if (it == deployments_.end()) {
+    return fail(ErrorCode::kNotFound, cat("unload: no plugin '", name, "' is loaded"));
+  }
+  std::unique_ptr<Deployment> d = std::move(it->second);
+  deployments_.erase(it);
+  if (watch_) watch_->forget(d->name);
+  core_.withdraw(d.get());
+  core_.sweep();
+  for (auto& m : d->modules) draining_.push_back(std::move(m));
+  d->modules.clear();
+  collect(d->options.drain_timeout);
+  core_.log(LogLevel::kInfo, cat("plugin:", d->name), "", cat("plugin '", d->name, "' unloaded"));
+  return {};
+}
+
+std::vector<PluginInfo> PluginHost::plugins() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<PluginInfo> out;
+  for (const auto& [name, d] : deployments_) out.push_back(d->info);
+  return out;
+}
+
+Result<void> PluginHost::set_alias(std::string_view function, std::string_view alias,
+                                   const AliasConfig& config) {
+  absl::MutexLock lock(&mu_);
+  auto ok = core_.set_alias(function, alias, config.version, config.additional_version,
+                            config.additional_weight);
+  if (ok) collect(PluginOptions{}.drain_timeout);
+  return ok;
+}
+
+Result<void> PluginHost::delete_alias(std::string_view function, std::string_view alias) {
+  absl::MutexLock lock(&mu_);
+  auto ok = core_.delete_alias(function, alias);
+  if (ok) collect(PluginOptions{}.drain_timeout);
+  return ok;
+}
+
+void PluginHost::add_stats(EngineStats& s) const {
+  absl::MutexLock lock(&mu_);
+  s.plugins_loaded = static_cast<std::int64_t>(deployments_.size());
+  s.layers_loaded = static_cast<std::int64_t>(layers_.size());
+  s.plugin_reloads = reloads_;
+  s.plugin_load_failures = load_failures_;
+  s.modules_draining = static_cast<std::int64_t>(draining_.size());
+  s.modules_pinned = pinned_;
+}
+
+void PluginHost::watch(Deployment& d) {
+  if (!watch_) watch_ = std::make_unique<PluginWatch>(*this);
+  watch_->add(d.name, d.path, d.options.watch_debounce);
+}
+
+void PluginHost::on_file_changed(const std::string& plugin) {
+  auto r = reload(plugin, {});
+  if (r) {
+    core_.log(LogLevel::kInfo, cat("plugin:", plugin), "",
+              cat("plugin '", plugin, "' reloaded after its file changed"));
+  } else {
+    core_.log(LogLevel::kError, cat("plugin:", plugin), "",
+              cat("watch: ", r.error().message));
+  }
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,156 @@
+// plugin_host.hpp — the plugins and layers of one engine: load, validate, init, publish,
+// reload with drain and rollback, unload, and the watch on plugin files (DESIGN.md §5).
+//
+// Objects:
+//  - Layer: a layer's shared object, loaded once per engine on first need, counted by the
+//    modules that use it, unloaded after the last.
+//  - Module: one loaded version of a plugin (its shared object, validated functions, their
+//    instances, the records it published). Invocations pin its records; it is closed when no
+//    route leads to any of them and none is pinned.
+//  - Deployment: a plugin by name across its versions: the deployer identity the registry
+//    knows, its path and options, its live modules.
+// Deploy operations are serialised by mu_; invocations never take it.
+#pragma once
+
+#include <absl/base/thread_annotations.h>
+#include <absl/synchronization/mutex.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/engine_core.hpp"
+#include "ember/deploy.hpp"
+#include "ember/plugin.h"
+#include "plugin/semver.hpp"
+#include "plugin/shared_object.hpp"
+
+namespace ember::detail {
+
+class PluginHost;
+class PluginWatch;
+
+struct Layer {
+  std::string name;
+  SemVer version;
+  std::unique_ptr<SharedObject> object;
+  const ember_layer_descriptor* desc = nullptr;
+  int users = 0;  // modules that hold it
+};
+
+struct ModuleFunction {
+  std::string name;
+  FunctionConfig config;
+  ember_handler_fn handler = nullptr;
+  int (*init)(ember_init_args*) = nullptr;
+  void (*shutdown)(void*) = nullptr;
+  void* instance = nullptr;
+  bool inited = false;
+  FunctionRecord* record = nullptr;
+};
+
+struct Module final : CodeOwner {
+  PluginHost* host = nullptr;
+  std::string plugin;          // the plugin's name
+  std::string plugin_version;  // its own version string
+  std::unique_ptr<SharedObject> object;
+  std::vector<ModuleFunction> functions;  // sized once: handlers point into it
+  struct Requirement {
+    std::string layer;
+    VersionConstraint constraint;
+  };
+  std::vector<Requirement> requires_layers;
+  std::vector<Layer*> layers;  // acquired, in requirement order
+  std::vector<FunctionRecord*> records;
+};
+
+struct Deployment {
+  std::string name;
+  std::string path;
+  PluginOptions options;
+  std::vector<std::unique_ptr<Module>> modules;  // live versions, oldest first
+  PluginInfo info;                               // of the newest
+};
+
+class PluginHost final {
+ public:
+  explicit PluginHost(EngineCore& core);
+  // Stops the watch, then shuts down and unloads everything. The engine must have drained
+  // (EngineCore::wait_quiescent): no handler may be running plugin code.
+  ~PluginHost();
+  PluginHost(const PluginHost&) = delete;
+  PluginHost& operator=(const PluginHost&) = delete;
+
+  Result<PluginInfo> load(std::string_view path, const PluginOptions& options);
+  Result<PluginInfo> reload(std::string_view name, std::string_view path);
+  Result<void> unload(std::string_view name);
+  [[nodiscard]] std::vector<PluginInfo> plugins() const;
+  Result<void> set_alias(std::string_view function, std::string_view alias,
+                         const AliasConfig& config);
+  Result<void> delete_alias(std::string_view function, std::string_view alias);
+  void add_stats(EngineStats& s) const;
+
+  // For the host API (host_api.cpp).
+  EngineCore& core() noexcept { return core_; }
+  [[nodiscard]] const void* service(const Module& m, std::string_view layer,
+                                    std::string_view service) const noexcept;
+
+ private:
+  friend class PluginWatch;
+  Result<std::unique_ptr<Module>> open_module(const std::string& path,
+                                              const PluginOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Layers, function instances and publication: the steps after the descriptor checked out.
+  // On error everything this did is undone.
+  Result<void> start_module(Deployment& d, Module& m, const std::string& path)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Result<Layer*> acquire_layer(const Module& m, const Module::Requirement& req,
+                               const std::string& plugin_path, const PluginOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void release_layers(Module& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void close_unused_layers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void shutdown_instances(Module& m);
+  // Shuts a drained module down and unmaps it; reports one that stays mapped.
+  void close_module(std::unique_ptr<Module> m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retires versions no route leads to; closes modules left without live versions once they
+  // drain (waiting up to `drain`), or later if they do not.
+  void collect(absl::Duration drain) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<EngineCore::VersionSpec> specs(Module& m);
+  PluginInfo describe(const Deployment& d, const Module& m) const;
+  void watch(Deployment& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void on_file_changed(const std::string& plugin);  // from the watch thread
+
+  EngineCore& core_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Deployment>, std::less<>> deployments_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Layer>, std::less<>> layers_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Module>> draining_ ABSL_GUARDED_BY(mu_);  // closed when unpinned
+  std::uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t load_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t pinned_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<PluginWatch> watch_;  // made on first use; stopped first on destruction
+};
+
+// The host function table given to every plugin and layer, and the bridge from a plugin
+// function to a BytesHandler (host_api.cpp).
+const ember_host_api& host_api() noexcept;
+Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
+                                std::string_view payload);
+// While a plugin's entry, init or shutdown runs on this thread, host log(NULL, ...) lines go
+// to that module's engine.
+class LifecycleScope final {
+ public:
+  explicit LifecycleScope(PluginHost* host, std::string_view plugin) noexcept;
+  ~LifecycleScope();
+  LifecycleScope(const LifecycleScope&) = delete;
+  LifecycleScope& operator=(const LifecycleScope&) = delete;
+
+ private:
+  PluginHost* saved_host_;
+  std::string_view saved_plugin_;
+};
+
+}  // namespace ember::detail

@@ -1,0 +1,134 @@
+#include "plugin/shared_object.hpp"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <absl/random/random.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include <absl/strings/str_format.h>
+
+#include "core/str_cat.hpp"
+
+namespace ember::detail {
+
+namespace {
+
+std::string shadow_dir(const PluginOptions& o) {
+  if (!o.shadow_dir.empty()) return o.shadow_dir;
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+Result<void> check_elf(const std::string& path, std::string_view what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': cannot open: ", std::strerror(errno)));
+  }
+  Elf64_Ehdr header;
+  const ssize_t n = ::read(fd, &header, sizeof header);
+  ::close(fd);
+  if (n < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': not an ELF file (", n < 4 ? "too short" : "bad magic",
+                    ")"));
+  }
+  if (n < static_cast<ssize_t>(sizeof header)) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': truncated ELF file (", n, " bytes)"));
+  }
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_type != ET_DYN) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': not a 64-bit ELF shared object"));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SharedObject>> SharedObject::open(const std::string& path,
+                                                         const PluginOptions& options,
+                                                         std::string_view what) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) {
+    return fail(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(ErrorCode::kPluginInvalid, cat(what, " '", path, "': not a regular file"));
+  }
+  if ((st.st_mode & S_IWOTH) != 0 && !options.allow_world_writable) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(ErrorCode::kInvalidArgument,
+                cat(what, " '", path, "': the file is world-writable (mode ", mode,
+                    "); refusing to run it (PluginOptions.allow_world_writable)"));
+  }
+  if (auto ok = check_elf(path, what); !ok) return tl::unexpected<Error>(ok.error());
+
+  namespace fs = std::filesystem;
+  const std::string base = fs::path(path).filename().string();
+  const std::string shadow =
+      cat(shadow_dir(options), "/ember-", ::getpid(), "-",
+          absl::StrFormat("%016x", absl::Uniform<std::uint64_t>(absl::BitGen())), "-", base);
+  std::error_code ec;
+  fs::copy_file(path, shadow, fs::copy_options::none, ec);
+  if (ec) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': cannot make a shadow copy at '", shadow,
+                    "': ", ec.message(), " (PluginOptions.shadow_dir)"));
+  }
+  ::dlerror();
+  void* handle = ::dlopen(shadow.c_str(), RTLD_NOW | RTLD_LOCAL);
+  fs::remove(shadow, ec);  // the mapping keeps the copy alive
+  if (handle == nullptr) {
+    const char* err = ::dlerror();
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': dlopen failed: ", err != nullptr ? err : "unknown"));
+  }
+  return std::unique_ptr<SharedObject>(new SharedObject(path, shadow, handle));
+}
+
+SharedObject::~SharedObject() {
+  if (handle_ != nullptr) close();
+}
+
+void* SharedObject::symbol(const char* name) const noexcept {
+  return handle_ != nullptr ? ::dlsym(handle_, name) : nullptr;
+}
+
+bool SharedObject::close() {
+  if (handle_ == nullptr) return !is_mapped(shadow_path_);
+  ::dlclose(handle_);
+  handle_ = nullptr;
+  return !is_mapped(shadow_path_);
+}
+
+bool is_mapped(const std::string& path) {
+  struct Search {
+    const std::string* path;
+    bool found = false;
+  } search{&path};
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto* s = static_cast<Search*>(data);
+        if (info->dlpi_name != nullptr && *s->path == info->dlpi_name) {
+          s->found = true;
+          return 1;
+        }
+        return 0;
+      },
+      &search);
+  return search.found;
+}
+
+}  // namespace ember::detail
