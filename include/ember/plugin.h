@@ -93,7 +93,9 @@ typedef struct ember_plugin_ref ember_plugin_ref;
 typedef void (*ember_bytes_sink)(void* user, const char* data, size_t size);
 
 /* What the host offers a plugin. Passed to the entry function, and in every ember_call and
- * ember_init_args. Every function pointer is non-NULL. Thread-safe where a context allows. */
+ * ember_init_args. Every function pointer is non-NULL. The table is static in the host: it
+ * outlives every plugin. Functions taking a context may be called only on the handler's
+ * thread, during the call. */
 typedef struct ember_host_api {
   uint32_t abi_version; /* EMBER_PLUGIN_ABI_VERSION of the host */
   uint32_t struct_size; /* sizeof(ember_host_api) of the host */
@@ -103,7 +105,8 @@ typedef struct ember_host_api {
   /* Sets the error the invocation fails with, when its handler returns nonzero: a type
    * (Lambda's errorType, e.g. "ValidationError"; NULL = "PluginError") and a message. */
   void (*fail)(ember_context* ctx, const char* error_type, const char* message);
-  /* A line through the host's log sink, tagged with the request id and function. */
+  /* A line through the host's log sink, tagged with the request id and function. ctx may be
+   * NULL outside an invocation (entry, init, shutdown): the line is tagged with the plugin. */
   void (*log)(ember_context* ctx, int level, const char* message, size_t size);
   /* Nanoseconds before the invocation's deadline (0 once past it). */
   int64_t (*remaining_ns)(ember_context* ctx);
