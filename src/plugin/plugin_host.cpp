@@ -356,6 +356,7 @@ Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirem
   layer->desc = d;
   Layer* raw = layer.get();
   layers_.emplace(req.layer, std::move(layer));
+  count_objects();
   core_.log(LogLevel::kInfo, cat("layer:", req.layer), "",
             cat("layer '", req.layer, "' ", version->str(), " loaded from ", file));
   return raw;
@@ -398,6 +399,7 @@ void PluginHost::close_unused_layers() {
     }
     it = layers_.erase(it);
   }
+  count_objects();
 }
 
 void PluginHost::shutdown_instances(Module& m) {
@@ -440,6 +442,7 @@ void PluginHost::collect(absl::Duration drain) {
       }
     }
   }
+  count_objects();
   // A deploy from inside a handler must not wait for invocations (maybe its own).
   const std::int64_t deadline =
       current_fiber() != nullptr
@@ -458,6 +461,7 @@ void PluginHost::collect(absl::Duration drain) {
       ++it;
     }
   }
+  count_objects();
 }
 
 PluginInfo PluginHost::describe(const Deployment& d, const Module& m) const {
@@ -493,6 +497,7 @@ Result<PluginInfo> PluginHost::load(std::string_view path_view, const PluginOpti
   d->modules.push_back(std::move(*m));
   Deployment& ref = *d;
   deployments_.emplace(ref.name, std::move(d));
+  count_objects();
   if (options.watch) watch(ref);
   core_.log(LogLevel::kInfo, cat("plugin:", ref.name), "",
             cat("plugin '", ref.name, "' ", ref.info.version, " loaded from ", path));
@@ -537,6 +542,7 @@ Result<void> PluginHost::unload(std::string_view name) {
   }
   std::unique_ptr<Deployment> d = std::move(it->second);
   deployments_.erase(it);
+  count_objects();
   if (watch_) watch_->forget(d->name);
   core_.withdraw(d.get());
   core_.sweep();
@@ -570,14 +576,19 @@ Result<void> PluginHost::delete_alias(std::string_view function, std::string_vie
   return ok;
 }
 
+void PluginHost::count_objects() {
+  plugins_.store(static_cast<std::int64_t>(deployments_.size()));
+  layers_count_.store(static_cast<std::int64_t>(layers_.size()));
+  draining_count_.store(static_cast<std::int64_t>(draining_.size()));
+}
+
 void PluginHost::add_stats(EngineStats& s) const {
-  absl::MutexLock lock(&mu_);
-  s.plugins_loaded = static_cast<std::int64_t>(deployments_.size());
-  s.layers_loaded = static_cast<std::int64_t>(layers_.size());
-  s.plugin_reloads = reloads_;
-  s.plugin_load_failures = load_failures_;
-  s.modules_draining = static_cast<std::int64_t>(draining_.size());
-  s.modules_pinned = pinned_;
+  s.plugins_loaded = plugins_.load();
+  s.layers_loaded = layers_count_.load();
+  s.plugin_reloads = reloads_.load();
+  s.plugin_load_failures = load_failures_.load();
+  s.modules_draining = draining_count_.load();
+  s.modules_pinned = pinned_.load();
 }
 
 void PluginHost::watch(Deployment& d) {

@@ -15,6 +15,7 @@
 #include <absl/base/thread_annotations.h>
 #include <absl/synchronization/mutex.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -128,9 +129,14 @@ class PluginHost final {
   std::map<std::string, std::unique_ptr<Deployment>, std::less<>> deployments_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Layer>, std::less<>> layers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<Module>> draining_ ABSL_GUARDED_BY(mu_);  // closed when unpinned
-  std::uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
-  std::uint64_t load_failures_ ABSL_GUARDED_BY(mu_) = 0;
-  std::uint64_t pinned_ ABSL_GUARDED_BY(mu_) = 0;
+  // Counters for stats(), which must not wait for a deploy in progress (it may be draining).
+  void count_objects() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::atomic<std::int64_t> plugins_{0};
+  std::atomic<std::int64_t> layers_count_{0};
+  std::atomic<std::int64_t> draining_count_{0};
+  std::atomic<std::uint64_t> reloads_{0};
+  std::atomic<std::uint64_t> load_failures_{0};
+  std::atomic<std::uint64_t> pinned_{0};
   std::unique_ptr<PluginWatch> watch_;  // made on first use; stopped first on destruction
 };
 
