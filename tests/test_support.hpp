@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ember/ember.hpp"
@@ -31,6 +33,12 @@ class LogCapture {
   void wait_for(std::string_view needle) {
     std::unique_lock<std::mutex> lock(mu_);
     written_.wait(lock, [&] { return contains_locked(needle); });
+  }
+  // Waits at most `timeout` (real time) for a line containing `needle`; true if one was
+  // written. For tests that must also move a ManualClock between waits.
+  bool wait_for(std::string_view needle, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return written_.wait_for(lock, timeout, [&] { return contains_locked(needle); });
   }
   std::vector<std::string> lines() {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,7 +1,6 @@
 // greeter — a handler plugin: one function, "greeter.greet", written against the C++ wrapper
 // of ember's plugin ABI. It includes only <ember/plugin.hpp> and links nothing of ember.
 #include <ember/plugin.hpp>
-
 #include <string>
 #include <string_view>
 

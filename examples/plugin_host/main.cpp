@@ -3,9 +3,8 @@
 //   $ plugin_host
 //   loaded greeter 1.0.0: greeter.greet version 1
 //   ...
-#include <ember/ember.hpp>
-
 #include <cstdio>
+#include <ember/ember.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,7 +17,7 @@ void show(ember::Engine& engine, const char* name) {
 }
 
 void print_versions(ember::Engine& engine) {
-  const std::vector<std::string> versions = 
+  const std::vector<std::string> versions =
       engine.versions("greeter.greet").value_or(std::vector<std::string>{});
   for (const auto& v : versions) std::printf(" %s", v.c_str());
   std::printf("\n");

@@ -56,8 +56,8 @@ struct EngineStats {
   std::int64_t layers_loaded = 0;         // layers loaded now
   std::uint64_t plugin_reloads = 0;       // successful reloads (explicit or watched)
   std::uint64_t plugin_load_failures = 0;  // loads and reloads refused or rolled back
-  std::int64_t modules_draining = 0;      // old versions closed once their invocations end
-  std::uint64_t modules_pinned = 0;       // shared objects still mapped after dlclose
+  std::int64_t modules_draining = 0;       // old versions closed once their invocations end
+  std::uint64_t modules_pinned = 0;        // shared objects still mapped after dlclose
 };
 
 class EMBER_EXPORT Engine final {

@@ -69,7 +69,7 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   switch (fn->gate->acquire_or_enqueue(&pc->gate_link, options_.max_queued_per_function,
                                        scheduler_->timer_thread(), &pc->queue_timer)) {
     case ConcurrencyGate::Enqueued::kAdmitted:
-      unpin_on_error.fn = nullptr;  // the invocation holds the pin now
+      unpin_on_error.fn = nullptr;                       // the invocation holds the pin now
       pc->refs.fetch_sub(1, std::memory_order_relaxed);  // no queue timer
       start_async(pc, now);
       return {};

@@ -36,8 +36,7 @@ Result<void> validate_alias_name(std::string_view function, std::string_view ali
 
 }  // namespace
 
-Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer,
-                                                         std::string_view who,
+Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, std::string_view who,
                                                          const std::vector<VersionSpec>& specs,
                                                          bool dry_run) {
   if (init_error_) return tl::unexpected<Error>(*init_error_);
@@ -183,8 +182,7 @@ std::vector<FunctionRecord*> EngineCore::sweep() {
   return retired;
 }
 
-bool EngineCore::wait_unpinned(const std::vector<FunctionRecord*>& records,
-                               std::int64_t deadline) {
+bool EngineCore::wait_unpinned(const std::vector<FunctionRecord*>& records, std::int64_t deadline) {
   auto busy = [&] {
     return std::any_of(records.begin(), records.end(), [](const FunctionRecord* r) {
       return r->active.load(std::memory_order_seq_cst) != 0;
@@ -200,7 +198,8 @@ bool EngineCore::wait_unpinned(const std::vector<FunctionRecord*>& records,
 }
 
 void EngineCore::wait_quiescent() {
-  while (in_flight() != 0) time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
+  while (in_flight() != 0)
+    time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
 }
 
 Result<void> EngineCore::set_alias(std::string_view function, std::string_view alias,
@@ -266,8 +265,7 @@ Result<void> EngineCore::delete_alias(std::string_view function, std::string_vie
                          : decltype(e->routes)::iterator{};
   if (e == nullptr || it == e->routes.end() || !it->second->is_alias ||
       it->second->primary.load() == nullptr) {
-    return fail(ErrorCode::kNotFound,
-                cat("function '", function, "' has no alias '", alias, "'"));
+    return fail(ErrorCode::kNotFound, cat("function '", function, "' has no alias '", alias, "'"));
   }
   Route* route = it->second;
   route->secondary_share.store(0, std::memory_order_relaxed);

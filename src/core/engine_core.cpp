@@ -137,9 +137,8 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
 
   std::lock_guard<std::mutex> lock(config_mu_);
   if (FunctionEntry* e = registry_.entry(name); e != nullptr && e->live()) {
-    return fail(ErrorCode::kAlreadyExists,
-                cat("function '", name, "' is already registered",
-                    e->registered ? "" : " (by a plugin)"));
+    return fail(ErrorCode::kAlreadyExists, cat("function '", name, "' is already registered",
+                                               e->registered ? "" : " (by a plugin)"));
   }
   const std::int64_t reserve = config.reserved_concurrency.value_or(0);
   if (reserve > 0) {
@@ -207,10 +206,10 @@ Result<FunctionHandle> EngineCore::find(std::string_view text) const {
                 cat("function '", q.name, "' has no version or alias '", q.qualifier, "'"));
   }
   if (r == nullptr || r->primary.load(std::memory_order_acquire) == nullptr)
-    return tl::unexpected<Error>(r != nullptr ? unrouted_error(*r)
-                                              : Error{ErrorCode::kNotFound,
-                                                      cat("function '", q.name,
-                                                          "' is not registered")});
+    return tl::unexpected<Error>(
+        r != nullptr
+            ? unrouted_error(*r)
+            : Error{ErrorCode::kNotFound, cat("function '", q.name, "' is not registered")});
   return FunctionHandle(r);
 }
 
@@ -315,8 +314,8 @@ void EngineCore::shutdown(absl::Duration drain) {
       pc->callback(tl::unexpected<Error>(release_error(*pc, kReleasedShutdown)));
       pc->callback = nullptr;
       unpin(pc->inv.fn);  // it never ran
-      unref(pc);  // delivery
-      unref(pc);  // never submitted
+      unref(pc);          // delivery
+      unref(pc);          // never submitted
     }
   }
 

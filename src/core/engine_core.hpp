@@ -58,8 +58,7 @@ class EngineCore final {
   // is an invalid config or a reservation the engine cannot give. With dry_run, only checks.
   // Nothing changes when an error is returned.
   Result<std::vector<FunctionRecord*>> publish(const void* deployer, std::string_view who,
-                                               const std::vector<VersionSpec>& specs,
-                                               bool dry_run);
+                                               const std::vector<VersionSpec>& specs, bool dry_run);
   // The version number the next publish of `function` will give.
   [[nodiscard]] int next_version(std::string_view function) const;
   // Removes every function of `deployer` (routes lead nowhere, aliases are deleted).

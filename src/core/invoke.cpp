@@ -76,7 +76,8 @@ Error EngineCore::timeout_error(const FunctionRecord& fn, std::int64_t timeout_n
 }
 
 Error EngineCore::bad_handle(const Route* route) const {
-  if (route == nullptr) return Error{ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle"};
+  if (route == nullptr)
+    return Error{ErrorCode::kInvalidArgument, "invoke of an empty FunctionHandle"};
   return Error{ErrorCode::kInvalidArgument,
                cat("function '", route->name, "' belongs to another engine")};
 }

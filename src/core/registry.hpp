@@ -51,12 +51,12 @@ struct FunctionRecord {
   FunctionConfig config;
   std::int64_t timeout_ns = 0;
   std::int64_t max_queue_wait_ns = 0;
-  std::size_t stack_size = 0;        // StackPool::round_size'd
-  BytesHandler bytes;                // set for bytes handlers
-  TypedHandler typed;                // set (typed.call) for typed handlers
-  ConcurrencyGate* gate = nullptr;   // the entry's reserved gate or the engine's unreserved one
-  std::atomic<int> queued{0};        // async invokes waiting for a slot
-  bool typed_flag = false;           // == static_cast<bool>(typed.call)
+  std::size_t stack_size = 0;       // StackPool::round_size'd
+  BytesHandler bytes;               // set for bytes handlers
+  TypedHandler typed;               // set (typed.call) for typed handlers
+  ConcurrencyGate* gate = nullptr;  // the entry's reserved gate or the engine's unreserved one
+  std::atomic<int> queued{0};       // async invokes waiting for a slot
+  bool typed_flag = false;          // == static_cast<bool>(typed.call)
   // Plugin versions: each invocation pins the record (active) so that its module stays
   // loaded until the last one returns. Null for registered C++ functions (nothing to pin).
   CodeOwner* code = nullptr;
@@ -88,7 +88,7 @@ struct Route {
 
 struct FunctionEntry {
   std::string name;
-  Route* latest = nullptr;                         // "fn": the newest version
+  Route* latest = nullptr;                          // "fn": the newest version
   absl::flat_hash_map<std::string, Route*> routes;  // "3", "live" -> route (every one made)
   std::vector<FunctionRecord*> versions;            // live versions, oldest first
   const void* deployer = nullptr;  // the plugin that owns the name now (null: registered/none)

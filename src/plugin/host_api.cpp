@@ -55,8 +55,7 @@ void host_log(ember_context* c, int level, const char* message, size_t size) {
   if (c != nullptr) {
     state(c).ctx->log(to_level(level), text);
   } else if (tls_lifecycle_host != nullptr) {
-    tls_lifecycle_host->core().log(to_level(level), cat("plugin:", tls_lifecycle_plugin), "",
-                                   text);
+    tls_lifecycle_host->core().log(to_level(level), cat("plugin:", tls_lifecycle_plugin), "", text);
   } else {
     std::string line = cat("INFO\t-\tplugin\t", text, "\n");
     std::fwrite(line.data(), 1, line.size(), stderr);
@@ -139,11 +138,11 @@ Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
   const int rc = f.handler(&call);
   if (rc == 0) [[likely]]
     return std::move(s.response);
-  return fail(ErrorCode::kHandlerFailed,
-              cat("function '", f.name, "' failed: ",
-                  s.failed ? s.error_type : std::string("PluginError"), ": ",
-                  s.failed && !s.error_message.empty() ? s.error_message
-                                                       : cat("handler returned ", rc)));
+  return fail(
+      ErrorCode::kHandlerFailed,
+      cat("function '", f.name, "' failed: ", s.failed ? s.error_type : std::string("PluginError"),
+          ": ",
+          s.failed && !s.error_message.empty() ? s.error_message : cat("handler returned ", rc)));
 }
 
 LifecycleScope::LifecycleScope(PluginHost* host, std::string_view plugin) noexcept

@@ -100,7 +100,8 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
                 cat(who, ": no entry symbol '", EMBER_PLUGIN_ENTRY_NAME, "'",
                     layer ? " (it is a layer: it exports " EMBER_LAYER_ENTRY_NAME ")"
                           : " (not an ember plugin, or built for another plugin ABI; this host "
-                            "speaks ABI " + std::to_string(EMBER_PLUGIN_ABI_VERSION) + ")"));
+                            "speaks ABI " +
+                                std::to_string(EMBER_PLUGIN_ABI_VERSION) + ")"));
   }
   auto m = std::make_unique<Module>();
   m->host = this;
@@ -122,9 +123,8 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
   }
   if (d->struct_size < kPluginDescriptorSize) {
     return fail(ErrorCode::kPluginInvalid,
-                cat(who, ": descriptor struct_size ", d->struct_size,
-                    " is smaller than the ", kPluginDescriptorSize, " bytes ABI ",
-                    EMBER_PLUGIN_ABI_VERSION, " requires"));
+                cat(who, ": descriptor struct_size ", d->struct_size, " is smaller than the ",
+                    kPluginDescriptorSize, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
   }
   if (auto ok = validate_plugin_name(who, d->name); !ok) return tl::unexpected<Error>(ok.error());
   m->plugin = d->name;
@@ -160,8 +160,8 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
     mf.shutdown = f->shutdown;
   }
   if (d->layer_count != 0 && d->layers == nullptr) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(named, ": descriptor has layer_count ", d->layer_count, " but 'layers' is NULL"));
+    return fail(ErrorCode::kPluginInvalid, cat(named, ": descriptor has layer_count ",
+                                               d->layer_count, " but 'layers' is NULL"));
   }
   for (std::size_t i = 0; i < d->layer_count; ++i) {
     const ember_layer_requirement& r = d->layers[i];
@@ -230,9 +230,9 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
       why = describe_exception();
     }
     if (rc != 0) {
-      return undo(Error{ErrorCode::kPluginInvalid,
-                        cat(who, ": init of function '", f.name, "' failed (", rc,
-                            "): ", why.empty() ? "no reason given" : why)});
+      return undo(
+          Error{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (",
+                                               rc, "): ", why.empty() ? "no reason given" : why)});
     }
     f.instance = args.instance;
     f.inited = true;
@@ -275,10 +275,10 @@ Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirem
   if (file.empty()) {
     std::string searched;
     for (const std::string& dir : dirs) searched += cat(searched.empty() ? "" : ", ", dir);
-    return fail(ErrorCode::kNotFound,
-                cat(who, " requires layer '", req.layer, "' ", req.constraint.text(),
-                    ": no lib", req.layer, ".so or ", req.layer, ".so in ", searched,
-                    " (PluginOptions.layer_dirs)"));
+    return fail(
+        ErrorCode::kNotFound,
+        cat(who, " requires layer '", req.layer, "' ", req.constraint.text(), ": no lib", req.layer,
+            ".so or ", req.layer, ".so in ", searched, " (PluginOptions.layer_dirs)"));
   }
   auto object = SharedObject::open(file, options, "layer");
   if (!object) return tl::unexpected<Error>(std::move(object.error()));
@@ -296,7 +296,8 @@ Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirem
     return fail(ErrorCode::kPluginInvalid, cat(lwho, ": entry ", describe_exception()));
   }
   if (d == nullptr) {
-    return fail(ErrorCode::kPluginInvalid, cat(lwho, ": ", EMBER_LAYER_ENTRY_NAME, " returned NULL"));
+    return fail(ErrorCode::kPluginInvalid,
+                cat(lwho, ": ", EMBER_LAYER_ENTRY_NAME, " returned NULL"));
   }
   if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
     return fail(ErrorCode::kPluginInvalid,
@@ -445,9 +446,7 @@ void PluginHost::collect(absl::Duration drain) {
   count_objects();
   // A deploy from inside a handler must not wait for invocations (maybe its own).
   const std::int64_t deadline =
-      current_fiber() != nullptr
-          ? 0
-          : add_saturating(core_.time().now(), to_nanos(drain));
+      current_fiber() != nullptr ? 0 : add_saturating(core_.time().now(), to_nanos(drain));
   for (auto it = draining_.begin(); it != draining_.end();) {
     if (core_.wait_unpinned((*it)->records, deadline)) {
       std::unique_ptr<Module> m = std::move(*it);
@@ -515,8 +514,8 @@ Result<PluginInfo> PluginHost::reload(std::string_view name, std::string_view pa
   const std::string path = path_view.empty() ? d.path : std::string(path_view);
   auto failed = [&](Error e) -> Result<PluginInfo> {
     ++load_failures_;
-    e.message = cat("reload of plugin '", d.name, "' rolled back; the old version keeps serving: ",
-                    e.message);
+    e.message = cat("reload of plugin '", d.name,
+                    "' rolled back; the old version keeps serving: ", e.message);
     return tl::unexpected<Error>(std::move(e));
   };
   auto m = open_module(path, d.options);
@@ -602,8 +601,7 @@ void PluginHost::on_file_changed(const std::string& plugin) {
     core_.log(LogLevel::kInfo, cat("plugin:", plugin), "",
               cat("plugin '", plugin, "' reloaded after its file changed"));
   } else {
-    core_.log(LogLevel::kError, cat("plugin:", plugin), "",
-              cat("watch: ", r.error().message));
+    core_.log(LogLevel::kError, cat("plugin:", plugin), "", cat("watch: ", r.error().message));
   }
 }
 

@@ -101,8 +101,7 @@ class PluginHost final {
 
  private:
   friend class PluginWatch;
-  Result<std::unique_ptr<Module>> open_module(const std::string& path,
-                                              const PluginOptions& options)
+  Result<std::unique_ptr<Module>> open_module(const std::string& path, const PluginOptions& options)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Layers, function instances and publication: the steps after the descriptor checked out.
   // On error everything this did is undone.

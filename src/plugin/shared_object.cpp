@@ -1,5 +1,7 @@
 #include "plugin/shared_object.hpp"
 
+#include <absl/random/random.h>
+#include <absl/strings/str_format.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -7,14 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <absl/random/random.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
-#include <absl/strings/str_format.h>
 
 #include "core/str_cat.hpp"
 
@@ -38,9 +36,8 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
   const ssize_t n = ::read(fd, &header, sizeof header);
   ::close(fd);
   if (n < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(what, " '", path, "': not an ELF file (", n < 4 ? "too short" : "bad magic",
-                    ")"));
+    return fail(ErrorCode::kPluginInvalid, cat(what, " '", path, "': not an ELF file (",
+                                               n < 4 ? "too short" : "bad magic", ")"));
   }
   if (n < static_cast<ssize_t>(sizeof header)) {
     return fail(ErrorCode::kPluginInvalid,
@@ -58,7 +55,7 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
 Result<std::unique_ptr<SharedObject>> SharedObject::open(const std::string& path,
                                                          const PluginOptions& options,
                                                          std::string_view what) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return fail(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPluginInvalid,
                 cat(what, " '", path, "': ", std::strerror(errno)));

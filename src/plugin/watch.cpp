@@ -39,8 +39,7 @@ PluginWatch::~PluginWatch() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-void PluginWatch::add(const std::string& plugin, const std::string& path,
-                      absl::Duration debounce) {
+void PluginWatch::add(const std::string& plugin, const std::string& path, absl::Duration debounce) {
   if (inotify_fd_ < 0) return;
   namespace fs = std::filesystem;
   const fs::path p(path);

@@ -3,14 +3,14 @@
 // ember/plugin.h documents: missing minor/patch parts are 0, "^" and a bare version keep the
 // major, "~" keeps major.minor (or the major alone for "~1"), commas join terms that must all
 // hold.
+#include "plugin/semver.hpp"
+
 #include <gtest/gtest.h>
 
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "plugin/semver.hpp"
 
 namespace ember::detail {
 namespace {
@@ -54,9 +54,8 @@ TEST(SemverTest, OrdersByMajorThenMinorThenPatch) {
 }
 
 TEST(SemverTest, RefusesTextThatIsNotMajorMinorPatchNumbers) {
-  for (std::string_view bad :
-       {"", "a", "1.", "1.2.", "1.2.3.4", "-1", "1.-2", ".1", "1..2", "1.a", " 1", "1.2.3 ", "v1",
-        "+1", "1.2-beta", "99999999999"}) {
+  for (std::string_view bad : {"", "a", "1.", "1.2.", "1.2.3.4", "-1", "1.-2", ".1", "1..2", "1.a",
+                               " 1", "1.2.3 ", "v1", "+1", "1.2-beta", "99999999999"}) {
     auto r = parse_version(bad);
     ASSERT_FALSE(r.has_value()) << "'" << bad << "' parsed as " << r->str();
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
