@@ -248,8 +248,7 @@ Result<void> EngineCore::set_alias(std::string_view function, std::string_view a
   }
   Route* route = registry_.route(*e, alias, this);
   route->is_alias = true;
-  const auto share = static_cast<std::uint32_t>(
-      std::min(4294967295.0, std::round(additional_weight * 4294967296.0)));
+  const auto share = static_cast<std::uint64_t>(std::round(additional_weight * 4294967296.0));
   // Secondary first, then the share, then the primary: a reader may see a mix for an instant,
   // and every mix leads to a live version (both are pinned-checked by leads_to).
   route->secondary.store(secondary, std::memory_order_seq_cst);

@@ -23,7 +23,7 @@ std::uint32_t next_random() noexcept {
 
 FunctionRecord* Route::pick() const noexcept {
   FunctionRecord* p = primary.load(std::memory_order_acquire);
-  if (const std::uint32_t share = secondary_share.load(std::memory_order_relaxed); share != 0)
+  if (const std::uint64_t share = secondary_share.load(std::memory_order_relaxed); share != 0)
       [[unlikely]] {
     if (next_random() < share) {
       if (FunctionRecord* s = secondary.load(std::memory_order_acquire)) return s;

@@ -72,10 +72,11 @@ struct Route {
   std::string qualifier;  // "", "3", "live"
   bool is_alias = false;
   // Where invokes go. Null: nowhere now (unloaded, or an alias deleted); an invoke fails
-  // with kNotFound. With a secondary, a share of invokes (secondary_share / 2^32) goes there.
+  // with kNotFound. With a secondary, a share of invokes (secondary_share / 2^32, so 2^32 is
+  // all of them) goes there.
   std::atomic<FunctionRecord*> primary{nullptr};
   std::atomic<FunctionRecord*> secondary{nullptr};
-  std::atomic<std::uint32_t> secondary_share{0};
+  std::atomic<std::uint64_t> secondary_share{0};
 
   // The version this invoke goes to (weighted pick between two for a split alias).
   [[nodiscard]] FunctionRecord* pick() const noexcept;

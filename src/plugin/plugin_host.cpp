@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 
@@ -76,7 +77,13 @@ PluginHost::PluginHost(EngineCore& core) : core_(core) {}
 
 PluginHost::~PluginHost() {
   watch_.reset();
-  absl::MutexLock lock(&mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  janitor_cv_.notify_all();
+  if (janitor_.joinable()) janitor_.join();
+  std::unique_lock<std::mutex> lock(mu_);
   for (auto& [name, d] : deployments_) {
     core_.withdraw(d.get());
     for (auto& m : d->modules) draining_.push_back(std::move(m));
@@ -455,12 +462,45 @@ void PluginHost::collect(absl::Duration drain) {
     } else {
       core_.log(LogLevel::kWarn, cat("plugin:", (*it)->plugin), "",
                 cat("plugin '", (*it)->plugin, "': an old version still has invocations after ",
-                    absl::FormatDuration(drain),
-                    "; it will be unloaded at the next deploy after they return"));
+                    absl::FormatDuration(drain), "; it will be unloaded when they return"));
       ++it;
     }
   }
   count_objects();
+  if (!draining_.empty()) wake_janitor();
+}
+
+void PluginHost::wake_janitor() {
+  if (!janitor_.joinable()) janitor_ = std::thread([this] { janitor(); });
+  janitor_cv_.notify_all();
+}
+
+void PluginHost::janitor() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (draining_.empty()) {
+      janitor_cv_.wait(lock);
+      continue;
+    }
+    for (auto it = draining_.begin(); it != draining_.end();) {
+      const bool idle =
+          std::all_of((*it)->records.begin(), (*it)->records.end(), [](const FunctionRecord* r) {
+            return r->active.load(std::memory_order_seq_cst) == 0;
+          });
+      if (idle) {
+        std::unique_ptr<Module> m = std::move(*it);
+        it = draining_.erase(it);
+        core_.log(LogLevel::kInfo, cat("plugin:", m->plugin), "",
+                  cat("plugin '", m->plugin, "': an old version drained late; unloading it"));
+        close_module(std::move(m));
+        count_objects();
+      } else {
+        ++it;
+      }
+    }
+    // Real time, not the engine's clock: this only bounds how late a drained module goes.
+    janitor_cv_.wait_for(lock, std::chrono::milliseconds(5));
+  }
 }
 
 PluginInfo PluginHost::describe(const Deployment& d, const Module& m) const {
@@ -475,7 +515,7 @@ PluginInfo PluginHost::describe(const Deployment& d, const Module& m) const {
 
 Result<PluginInfo> PluginHost::load(std::string_view path_view, const PluginOptions& options) {
   const std::string path(path_view);
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto failed = [&](Error e) -> Result<PluginInfo> {
     ++load_failures_;
     return tl::unexpected<Error>(std::move(e));
@@ -504,7 +544,7 @@ Result<PluginInfo> PluginHost::load(std::string_view path_view, const PluginOpti
 }
 
 Result<PluginInfo> PluginHost::reload(std::string_view name, std::string_view path_view) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = deployments_.find(name);
   if (it == deployments_.end()) {
     ++load_failures_;
@@ -525,6 +565,12 @@ Result<PluginInfo> PluginHost::reload(std::string_view name, std::string_view pa
                         cat(path, " is plugin '", (*m)->plugin, "', not '", d.name, "'")});
   }
   if (auto ok = start_module(d, **m, path); !ok) return failed(std::move(ok.error()));
+  if (path != d.path && d.options.watch) {
+    // The watch follows the file the plugin now comes from.
+    unwatch(d.name);
+    d.path = path;
+    watch(d);
+  }
   d.path = path;
   d.info = describe(d, **m);
   d.modules.push_back(std::move(*m));
@@ -534,7 +580,7 @@ Result<PluginInfo> PluginHost::reload(std::string_view name, std::string_view pa
 }
 
 Result<void> PluginHost::unload(std::string_view name) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = deployments_.find(name);
   if (it == deployments_.end()) {
     return fail(ErrorCode::kNotFound, cat("unload: no plugin '", name, "' is loaded"));
@@ -542,7 +588,7 @@ Result<void> PluginHost::unload(std::string_view name) {
   std::unique_ptr<Deployment> d = std::move(it->second);
   deployments_.erase(it);
   count_objects();
-  if (watch_) watch_->forget(d->name);
+  unwatch(d->name);
   core_.withdraw(d.get());
   core_.sweep();
   for (auto& m : d->modules) draining_.push_back(std::move(m));
@@ -553,7 +599,7 @@ Result<void> PluginHost::unload(std::string_view name) {
 }
 
 std::vector<PluginInfo> PluginHost::plugins() const {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   std::vector<PluginInfo> out;
   for (const auto& [name, d] : deployments_) out.push_back(d->info);
   return out;
@@ -561,7 +607,7 @@ std::vector<PluginInfo> PluginHost::plugins() const {
 
 Result<void> PluginHost::set_alias(std::string_view function, std::string_view alias,
                                    const AliasConfig& config) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto ok = core_.set_alias(function, alias, config.version, config.additional_version,
                             config.additional_weight);
   if (ok) collect(PluginOptions{}.drain_timeout);
@@ -569,7 +615,7 @@ Result<void> PluginHost::set_alias(std::string_view function, std::string_view a
 }
 
 Result<void> PluginHost::delete_alias(std::string_view function, std::string_view alias) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto ok = core_.delete_alias(function, alias);
   if (ok) collect(PluginOptions{}.drain_timeout);
   return ok;
@@ -593,6 +639,10 @@ void PluginHost::add_stats(EngineStats& s) const {
 void PluginHost::watch(Deployment& d) {
   if (!watch_) watch_ = std::make_unique<PluginWatch>(*this);
   watch_->add(d.name, d.path, d.options.watch_debounce);
+}
+
+void PluginHost::unwatch(const std::string& plugin) {
+  if (watch_) watch_->forget(plugin);
 }
 
 void PluginHost::on_file_changed(const std::string& plugin) {

@@ -9,15 +9,16 @@
 //    route leads to any of them and none is pinned.
 //  - Deployment: a plugin by name across its versions: the deployer identity the registry
 //    knows, its path and options, its live modules.
-// Deploy operations are serialised by mu_; invocations never take it.
+// Deploy operations are serialised by mu_ (every private member below it is guarded by it, and
+// every private method runs with it held); invocations never take it. std::mutex rather than
+// absl::Mutex: Debian's Abseil is not built for ThreadSanitizer, which would see no locking.
 #pragma once
 
-#include <absl/base/thread_annotations.h>
-#include <absl/synchronization/mutex.h>
-
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -101,35 +102,39 @@ class PluginHost final {
 
  private:
   friend class PluginWatch;
-  Result<std::unique_ptr<Module>> open_module(const std::string& path, const PluginOptions& options)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Result<std::unique_ptr<Module>> open_module(const std::string& path, const PluginOptions& options);
   // Layers, function instances and publication: the steps after the descriptor checked out.
   // On error everything this did is undone.
-  Result<void> start_module(Deployment& d, Module& m, const std::string& path)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Result<void> start_module(Deployment& d, Module& m, const std::string& path);
   Result<Layer*> acquire_layer(const Module& m, const Module::Requirement& req,
-                               const std::string& plugin_path, const PluginOptions& options)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void release_layers(Module& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void close_unused_layers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                               const std::string& plugin_path, const PluginOptions& options);
+  void release_layers(Module& m);
+  void close_unused_layers();
   void shutdown_instances(Module& m);
   // Shuts a drained module down and unmaps it; reports one that stays mapped.
-  void close_module(std::unique_ptr<Module> m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void close_module(std::unique_ptr<Module> m);
   // Retires versions no route leads to; closes modules left without live versions once they
   // drain (waiting up to `drain`), or later if they do not.
-  void collect(absl::Duration drain) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void collect(absl::Duration drain);
   std::vector<EngineCore::VersionSpec> specs(Module& m);
   PluginInfo describe(const Deployment& d, const Module& m) const;
-  void watch(Deployment& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void watch(Deployment& d);
+  void unwatch(const std::string& plugin);
   void on_file_changed(const std::string& plugin);  // from the watch thread
 
+  // The janitor: closes modules that were still busy when their drain timed out, once their
+  // last invocation has returned (polls their counts every few milliseconds while any is
+  // left; made on first need).
+  void janitor();
+  void wake_janitor();
+
   EngineCore& core_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<Deployment>, std::less<>> deployments_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<Layer>, std::less<>> layers_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<Module>> draining_ ABSL_GUARDED_BY(mu_);  // closed when unpinned
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Deployment>, std::less<>> deployments_;
+  std::map<std::string, std::unique_ptr<Layer>, std::less<>> layers_;
+  std::vector<std::unique_ptr<Module>> draining_;  // closed when unpinned
   // Counters for stats(), which must not wait for a deploy in progress (it may be draining).
-  void count_objects() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void count_objects();
   std::atomic<std::int64_t> plugins_{0};
   std::atomic<std::int64_t> layers_count_{0};
   std::atomic<std::int64_t> draining_count_{0};
@@ -137,6 +142,9 @@ class PluginHost final {
   std::atomic<std::uint64_t> load_failures_{0};
   std::atomic<std::uint64_t> pinned_{0};
   std::unique_ptr<PluginWatch> watch_;  // made on first use; stopped first on destruction
+  std::condition_variable janitor_cv_;
+  bool stopping_ = false;
+  std::thread janitor_;
 };
 
 // The host function table given to every plugin and layer, and the bridge from a plugin

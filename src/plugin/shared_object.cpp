@@ -26,26 +26,59 @@ std::string shadow_dir(const PluginOptions& o) {
   return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
 }
 
+// What dlopen does not check: a truncated object whose segments reach past the end of the
+// file is mapped anyway, and touching the missing pages raises SIGBUS in the host. So the
+// header and every loadable segment must lie within the file.
 Result<void> check_elf(const std::string& path, std::string_view what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return fail(ErrorCode::kPluginInvalid,
                 cat(what, " '", path, "': cannot open: ", std::strerror(errno)));
   }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': cannot stat: ", std::strerror(errno)));
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
   Elf64_Ehdr header;
-  const ssize_t n = ::read(fd, &header, sizeof header);
-  ::close(fd);
+  const ssize_t n = ::pread(fd, &header, sizeof header, 0);
   if (n < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    return fail(ErrorCode::kPluginInvalid, cat(what, " '", path, "': not an ELF file (",
-                                               n < 4 ? "too short" : "bad magic", ")"));
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': not an ELF file (", n < 4 ? "too short" : "bad magic",
+                    ")"));
   }
   if (n < static_cast<ssize_t>(sizeof header)) {
     return fail(ErrorCode::kPluginInvalid,
-                cat(what, " '", path, "': truncated ELF file (", n, " bytes)"));
+                cat(what, " '", path, "': truncated ELF file (", size, " bytes)"));
   }
   if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_type != ET_DYN) {
     return fail(ErrorCode::kPluginInvalid,
                 cat(what, " '", path, "': not a 64-bit ELF shared object"));
+  }
+  auto truncated = [&](std::string_view part) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(what, " '", path, "': truncated ELF file (", size, " bytes; its ", part,
+                    " lies past the end)"));
+  };
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phnum == 0 ||
+      header.e_phoff + std::uint64_t{header.e_phnum} * sizeof(Elf64_Phdr) > size) {
+    return truncated("program header table");
+  }
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    if (::pread(fd, &ph, sizeof ph, static_cast<off_t>(header.e_phoff + i * sizeof ph)) !=
+        static_cast<ssize_t>(sizeof ph)) {
+      return truncated("program header table");
+    }
+    if ((ph.p_type == PT_LOAD || ph.p_type == PT_DYNAMIC) &&
+        (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)) {
+      return truncated(cat("segment ", i));
+    }
   }
   return {};
 }

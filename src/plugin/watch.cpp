@@ -27,7 +27,7 @@ PluginWatch::PluginWatch(PluginHost& host) : host_(host) {
 
 PluginWatch::~PluginWatch() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   if (wake_fd_ >= 0) {
@@ -50,12 +50,12 @@ void PluginWatch::add(const std::string& plugin, const std::string& path, absl::
                      cat("cannot watch ", dir, ": ", std::strerror(errno)));
     return;
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   watched_.push_back({plugin, p.filename().string(), wd, to_nanos(debounce), -1});
 }
 
 void PluginWatch::forget(const std::string& plugin) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::erase_if(watched_, [&](const Watched& w) { return w.plugin == plugin; });
 }
 
@@ -64,7 +64,7 @@ void PluginWatch::run() {
   for (;;) {
     bool pending = false;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
       for (const Watched& w : watched_) pending |= w.last_change >= 0;
     }
@@ -75,7 +75,7 @@ void PluginWatch::run() {
     const std::int64_t now = host_.core().time().now();
     std::vector<std::string> due;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);

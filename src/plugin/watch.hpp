@@ -6,11 +6,10 @@
 // seen for its watch_debounce. The reload runs on this thread.
 #pragma once
 
-#include <absl/base/thread_annotations.h>
-#include <absl/synchronization/mutex.h>
 #include <absl/time/time.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,9 +41,9 @@ class PluginWatch final {
   PluginHost& host_;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop
-  absl::Mutex mu_;
-  std::vector<Watched> watched_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::mutex mu_;  // guards watched_ and stop_ (std::mutex: TSan sees it; see plugin_host.hpp)
+  std::vector<Watched> watched_;
+  bool stop_ = false;
   std::thread thread_;
 };
 

@@ -1,0 +1,367 @@
+// The plugin ABI matrix: plugins built by another compiler (clang) and in another language (C)
+// load into this g++-built host and answer; errors and exceptions cross the boundary as values
+// with their type and message; instances are built at load and shut down at unload; and the
+// Context features a plugin reaches through the host table (its name, version, deadline,
+// nested invokes, fiber sleeps) behave as they do for C++ handlers.
+#include <pthread.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace ember::testing {
+namespace {
+
+std::string plugin_path(std::string_view file) {
+  return std::string(EMBER_PLUGIN_DIR) + "/" + std::string(file);
+}
+
+const std::string kHello = plugin_path("libhello.so");
+const std::string kClangHello = plugin_path("clang/libhello.so");
+const std::string kCHello = plugin_path("libc_hello.so");
+const std::string kClangCHello = plugin_path("clang/libc_hello.so");
+const std::string kSession = plugin_path("libsession.so");
+
+// The response, or "error <code>: <message>", so that one EXPECT_EQ shows either.
+std::string answer_of(Engine& engine, std::string_view name, std::string_view payload,
+                      const InvokeOptions& options = {}) {
+  auto r = engine.invoke(name, payload, options);
+  if (r) return *r;
+  return "error " + std::string(r.error().code_name()) + ": " + r.error().message;
+}
+
+class AbiTest : public EngineTest {
+ protected:
+  void load(const std::string& path) {
+    auto info = engine().load_plugin(path);
+    ASSERT_TRUE(info.has_value()) << info.error().message;
+  }
+  std::string answer(std::string_view name, std::string_view payload,
+                     const InvokeOptions& options = {}) {
+    return answer_of(engine(), name, payload, options);
+  }
+};
+
+// ---- The C++ plugin, built by g++ and by clang ----
+
+TEST_P(AbiTest, ClangBuiltPluginLoadsIntoTheGccBuiltHostAndAnswers) {
+  load(kClangHello);
+  EXPECT_EQ(answer("hello.tag", ""), "clang");
+  EXPECT_EQ(answer("hello.greet", "abi"), "hello, abi");
+  EXPECT_EQ(answer("hello.greet", "pool", {.dispatch = Dispatch::kPool}), "hello, pool");
+}
+
+TEST_P(AbiTest, HandlerErrorCrossesTheBoundaryWithItsTypeAndMessage) {
+  for (const std::string& path : {kHello, kClangHello}) {
+    SCOPED_TRACE(path);
+    load(path);
+    for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
+      auto r = engine().invoke("hello.fail", "", {.dispatch = d});
+      ASSERT_FALSE(r.has_value());
+      EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
+      EXPECT_EQ(r.error().message,
+                "function 'hello.fail' failed: ValidationError: payload must not be empty");
+    }
+    EXPECT_EQ(answer("hello.fail", "fine"), "fine");
+    ASSERT_TRUE(engine().unload_plugin("hello").has_value());
+  }
+  EXPECT_EQ(engine().stats().handler_errors, 4u);
+}
+
+TEST_P(AbiTest, ExceptionIsCaughtAtThePluginBoundaryAndReportedWithItsType) {
+  for (const std::string& path : {kHello, kClangHello}) {
+    SCOPED_TRACE(path);
+    load(path);
+    for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
+      auto r = engine().invoke("hello.throw", "", {.dispatch = d});
+      ASSERT_FALSE(r.has_value());
+      EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
+      EXPECT_EQ(r.error().message,
+                "function 'hello.throw' failed: std::runtime_error: boom from hello");
+    }
+    // The plugin, its fibers and the engine are fine afterwards.
+    EXPECT_EQ(answer("hello.greet", "after"), "hello, after");
+    ASSERT_TRUE(engine().unload_plugin("hello").has_value());
+  }
+  EXPECT_EQ(engine().stats().handler_errors, 4u);
+  EXPECT_EQ(engine().stats().in_flight, 0);
+}
+
+TEST_P(AbiTest, LoadReportsThePluginItsVersionPathAndEveryFunctionAtVersionOne) {
+  auto info = engine().load_plugin(kHello);
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  EXPECT_EQ(info->name, "hello");
+  EXPECT_EQ(info->version, "1.0.0");
+  EXPECT_EQ(info->path, kHello);
+  EXPECT_TRUE(info->layers.empty());
+  std::vector<std::string> functions;
+  for (const PublishedFunction& f : info->functions) {
+    functions.push_back(f.name);
+    EXPECT_EQ(f.version, "1") << f.name;
+  }
+  EXPECT_EQ(functions,
+            (std::vector<std::string>{"hello.greet", "hello.tag", "hello.fail", "hello.throw",
+                                      "hello.nested", "hello.sleep", "hello.info"}));
+  // plugins() tells the same.
+  const std::vector<PluginInfo> loaded = engine().plugins();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].name, "hello");
+  EXPECT_EQ(loaded[0].version, "1.0.0");
+  EXPECT_EQ(loaded[0].path, kHello);
+  EXPECT_EQ(loaded[0].functions.size(), 7u);
+  EXPECT_EQ(engine().stats().plugins_loaded, 1);
+  for (const std::string& f : functions) {
+    EXPECT_EQ(engine().versions(f).value_or(std::vector<std::string>{}),
+              std::vector<std::string>{"1"})
+        << f;
+  }
+}
+
+// ---- The C plugin, built by gcc and by clang ----
+
+TEST_P(AbiTest, CPluginAnswersBuiltByGccAndByClang) {
+  for (const std::string& path : {kCHello, kClangCHello}) {
+    SCOPED_TRACE(path);
+    Engine engine{options()};  // a fresh engine each: versions start at 1
+    auto info = engine.load_plugin(path);
+    ASSERT_TRUE(info.has_value()) << info.error().message;
+    EXPECT_EQ(info->name, "c_hello");
+    EXPECT_EQ(info->functions.size(), 4u);
+    const std::string binary("a\0b\xff", 4);  // sizes, not NUL-terminated strings, cross
+    EXPECT_EQ(answer_of(engine, "c.echo", binary), binary);
+    EXPECT_EQ(answer_of(engine, "c.echo", ""), "");
+    EXPECT_EQ(answer_of(engine, "c.upper", "Hello, w\xc3\xb6rld 42"), "HELLO, W\xc3\xb6RLD 42");
+    EXPECT_EQ(answer_of(engine, "c.upper", ""), "");
+    EXPECT_EQ(answer_of(engine, "c.who", ""), "c.who@1");
+    EXPECT_EQ(answer_of(engine, "c.who", "", {.dispatch = Dispatch::kPool}), "c.who@1");
+  }
+}
+
+TEST_P(AbiTest, CPluginInstanceStateCountsItsCallsAcrossDispatches) {
+  for (const std::string& path : {kCHello, kClangCHello}) {
+    SCOPED_TRACE(path);
+    Engine engine{options()};
+    ASSERT_TRUE(engine.load_plugin(path).has_value());
+    EXPECT_EQ(answer_of(engine, "c.state", ""), "1");
+    EXPECT_EQ(answer_of(engine, "c.state", "", {.dispatch = Dispatch::kPool}), "2");
+    EXPECT_EQ(answer_of(engine, "c.state", ""), "3");
+  }
+}
+
+TEST_P(AbiTest, TwoEnginesLoadingTheSamePluginHaveTheirOwnInstances) {
+  Engine other{options()};
+  load(kCHello);
+  ASSERT_TRUE(other.load_plugin(kCHello).has_value());
+  EXPECT_EQ(answer("c.state", ""), "1");
+  EXPECT_EQ(answer("c.state", ""), "2");
+  EXPECT_EQ(answer_of(other, "c.state", ""), "1");
+}
+
+// ---- A stateful C++ plugin: instances built at load, shut down at unload ----
+
+TEST_P(AbiTest, InstanceIsBuiltAtLoadAndShutDownAtUnloadWithItsCallCount) {
+  load(kSession);
+  // Init ran during load, on the loading thread, and logged through the host tagged with the
+  // plugin.
+  EXPECT_TRUE(logs_.contains("plugin:session||session instance up for session.count v1"));
+  EXPECT_FALSE(logs_.contains("session instance down"));
+  EXPECT_EQ(answer("session.count", ""), "1");
+  EXPECT_EQ(answer("session.count", "", {.dispatch = Dispatch::kPool}), "2");
+  EXPECT_EQ(answer("session.count", ""), "3");
+  EXPECT_FALSE(logs_.contains("session instance down"));
+
+  ASSERT_TRUE(engine().unload_plugin("session").has_value());
+  EXPECT_TRUE(logs_.contains("plugin:session||session instance down after 3 calls"));
+  auto gone = engine().invoke("session.count", "");
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(engine().stats().plugins_loaded, 0);
+  EXPECT_TRUE(engine().plugins().empty());
+}
+
+TEST_P(AbiTest, InstanceIsShutDownWhenTheEngineGoesWithThePluginLoaded) {
+  load(kSession);
+  EXPECT_EQ(answer("session.count", ""), "1");
+  EXPECT_EQ(answer("session.count", ""), "2");
+  engine_.reset();
+  EXPECT_TRUE(logs_.contains("session instance down after 2 calls"));
+}
+
+// ---- Context features through the host table ----
+
+TEST_P(AbiTest, PluginSeesItsNameVersionAndDeadline) {
+  load(kHello);
+  // The clock stands still: the remaining time is the whole timeout (3 s by default), or the
+  // shorter one the invoke asks for.
+  EXPECT_EQ(answer("hello.info", ""), "hello.info 1 3000");
+  EXPECT_EQ(answer("hello.info", "", {.dispatch = Dispatch::kPool}), "hello.info 1 3000");
+  EXPECT_EQ(answer("hello.info", "", {.timeout = absl::Milliseconds(250)}), "hello.info 1 250");
+  EXPECT_EQ(answer("hello.info:1", ""), "hello.info 1 3000");
+}
+
+TEST_P(AbiTest, PluginInvokesAnotherFunctionThroughTheHost) {
+  load(kHello);
+  EXPECT_EQ(answer("hello.nested", "n"), "nested: hello, n");
+  EXPECT_EQ(answer("hello.nested", "p", {.dispatch = Dispatch::kPool}), "nested: hello, p");
+  // Two levels: a C++ handler invokes the plugin, whose handler invokes the plugin again.
+  add("outer", [](Context& ctx, std::string_view in) -> Result<std::string> {
+    return ctx.invoke("hello.nested", in).transform([](std::string s) { return "outer: " + s; });
+  });
+  EXPECT_EQ(answer("outer", "x"), "outer: nested: hello, x");
+  EXPECT_EQ(answer("outer", "y", {.dispatch = Dispatch::kPool}), "outer: nested: hello, y");
+}
+
+TEST_P(AbiTest, SleepWithABadPayloadFailsWithTheHandlersError) {
+  load(kHello);
+  auto r = engine().invoke("hello.sleep", "soon");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
+  EXPECT_EQ(r.error().message,
+            "function 'hello.sleep' failed: ValidationError: payload must be a number of "
+            "milliseconds");
+  EXPECT_EQ(answer("hello.sleep", "0"), "slept");
+}
+
+// A clock that tells when a sleeping plugin's fiber has switched out.
+//
+// The plugin cannot signal anything itself, so the probe watches clock reads instead. Every
+// read records whether it ran on its thread's own (native) stack, found from
+// pthread_getattr_np, or off it: on a fiber's stack. A sleep reads the clock on its fiber
+// (its deadline check and its wake time), arms its timer, and switches out; the thread then
+// runs its scheduler loop on its native stack, which reads the clock to see which timers are
+// due. So a native-stack read on a thread that earlier read on a fiber means the fiber has
+// switched out with its timer armed, and that the loop has seen the time it read: moving the
+// clock after that cannot race the sleep. Nothing but the sleeping plugin runs on a fiber in
+// these tests; the main thread, whose stack bounds glibc only estimates, is never watched.
+class SwitchOutProbe final : public Clock {
+ public:
+  explicit SwitchOutProbe(ManualClock& inner)
+      : inner_(inner), main_thread_(std::this_thread::get_id()) {}
+
+  [[nodiscard]] absl::Time now() const noexcept override {
+    const absl::Time t = inner_.now();
+    if (std::this_thread::get_id() == main_thread_) return t;
+    const bool native = on_native_stack();
+    std::lock_guard<std::mutex> lock(mu_);
+    ThreadState& s = tls_state_;
+    if (s.probe != this) s = ThreadState{this};
+    if (!native) {
+      s.fiber_read = true;
+    } else if (s.fiber_read) {
+      if (!switched_out_ || t > last_) last_ = t;
+      switched_out_ = true;
+      cv_.notify_all();
+    }
+    return t;
+  }
+  void add_listener(ClockListener* l) override { inner_.add_listener(l); }
+  void remove_listener(ClockListener* l) override { inner_.remove_listener(l); }
+
+  // Blocks until a thread that read the clock on a fiber then read `at` or later off it.
+  void wait_switched_out(absl::Time at) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return switched_out_ && last_ >= at; });
+  }
+
+ private:
+  struct ThreadState {
+    const SwitchOutProbe* probe = nullptr;
+    bool fiber_read = false;
+  };
+  struct NativeStack {
+    bool known = false;
+    std::uintptr_t lo = 0, hi = 0;
+  };
+
+  static bool on_native_stack() noexcept {
+    NativeStack& stack = tls_stack_;
+    if (!stack.known) {
+      pthread_attr_t attr;
+      void* addr = nullptr;
+      std::size_t size = 0;
+      if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+      }
+      stack.lo = reinterpret_cast<std::uintptr_t>(addr);
+      stack.hi = stack.lo + size;
+      stack.known = true;
+    }
+    const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    return here >= stack.lo && here < stack.hi;
+  }
+
+  static thread_local ThreadState tls_state_;
+  static thread_local NativeStack tls_stack_;
+
+  ManualClock& inner_;
+  const std::thread::id main_thread_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable bool switched_out_ = false;  // guarded by mu_
+  mutable absl::Time last_;            // guarded by mu_
+};
+
+thread_local SwitchOutProbe::ThreadState SwitchOutProbe::tls_state_;
+thread_local SwitchOutProbe::NativeStack SwitchOutProbe::tls_stack_;
+
+TEST_P(AbiTest, PluginSleepReturnsWhenTheClockReachesTheWakeTime) {
+  for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
+    SCOPED_TRACE(d == Dispatch::kInline ? "inline" : "pool");
+    SwitchOutProbe probe(clock_);
+    EngineOptions o = options();
+    o.clock = &probe;
+    Engine engine{o};
+    ASSERT_TRUE(engine.load_plugin(kHello).has_value());
+    const absl::Time start = clock_.now();
+    Event done;
+    std::string slept;
+    // Not the main thread: the probe ignores it (see above).
+    std::thread caller([&] {
+      slept = answer_of(engine, "hello.sleep", "1000", {.dispatch = d});
+      done.set();
+    });
+    probe.wait_switched_out(start);
+    clock_.advance(absl::Milliseconds(999));  // not yet
+    probe.wait_switched_out(start + absl::Milliseconds(999));
+    EXPECT_FALSE(done.is_set()) << "woke before its time: " << slept;
+    clock_.advance(absl::Milliseconds(1));  // now
+    caller.join();
+    EXPECT_EQ(slept, "slept");
+    EXPECT_EQ(clock_.now() - start, absl::Seconds(1));
+  }
+}
+
+TEST_P(AbiTest, PluginSleepPastTheDeadlineEndsAtTheDeadline) {
+  SwitchOutProbe probe(clock_);
+  EngineOptions o = options();
+  o.clock = &probe;
+  Engine engine{o};
+  ASSERT_TRUE(engine.load_plugin(kHello).has_value());
+  const absl::Time start = clock_.now();
+  Result<std::string> r;
+  std::thread caller(
+      [&] { r = engine.invoke("hello.sleep", "60000", {.dispatch = Dispatch::kInline}); });
+  probe.wait_switched_out(start);
+  clock_.advance(absl::Seconds(3));  // the default timeout, 57 s before the sleep would end
+  caller.join();
+  ASSERT_FALSE(r.has_value()) << *r;
+  // The sleep woke at the deadline and failed; the wrapper (plugin.hpp) turned that into an
+  // error of type "Timeout", which the plugin returned: a handler's error, as it returned it
+  // (at its deadline, not past it, so not an overrun).
+  EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed) << r.error().code_name();
+  EXPECT_EQ(r.error().message,
+            "function 'hello.sleep' failed: Timeout: deadline reached while sleeping");
+  EXPECT_EQ(clock_.now() - start, absl::Seconds(3));
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, AbiTest, EMBER_WORKER_COUNTS);
+
+}  // namespace
+}  // namespace ember::testing

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -56,11 +57,15 @@ class ScratchDir {
   }
   // Copies `from` (all of it, or its first `bytes`) to `name` here; returns the new path.
   std::string copy(const std::string& from, std::string_view name,
-                   std::size_t bytes = std::string::npos) const {
-    std::ifstream in(from, std::ios::binary);
-    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_FALSE(data.empty()) << from;
-    return write(name, data.substr(0, bytes));
+                   std::uintmax_t bytes = static_cast<std::uintmax_t>(-1)) const {
+    const std::string to = file(name);
+    std::error_code ec;
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    EXPECT_FALSE(ec) << "copying " << from << " to " << to << ": " << ec.message();
+    if (bytes < fs::file_size(to, ec)) fs::resize_file(to, bytes, ec);
+    EXPECT_FALSE(ec) << "truncating " << to << ": " << ec.message();
+    ::chmod(to.c_str(), 0644);  // whatever the umask: tests that want 0666 set it themselves
+    return to;
   }
   std::string write(std::string_view name, std::string_view data) const {
     const std::string to = file(name);
@@ -113,15 +118,15 @@ EngineState state_of(Engine& engine) {
 
 class LoadTest : public EngineTest {
  protected:
-  // Loads `path`, expects it refused with `code` and a message naming `path` and each of
-  // `needles`, then expects the engine as it was: same plugins and layers, one more failure,
-  // nothing mapped from the shadow copies the load made (plugin and layers were closed again),
-  // none of `declared` (the functions the plugin declares) resolvable, and each of them free
-  // to be registered in C++ afterwards (nothing was reserved under their names).
+  // Loads `path`, expects it refused with `code` and a message naming `culprit` (default:
+  // `path`) and each of `needles`, then expects the engine as it was: same plugins and layers, one
+  // more failure, nothing mapped from the shadow copies the load made (plugin and layers were
+  // closed again), none of `declared` (the functions the plugin declares) resolvable, and each of
+  // them free to be registered in C++ afterwards (nothing was reserved under their names).
   Error expect_refused(const std::string& path, ErrorCode code,
                        std::initializer_list<std::string_view> needles,
                        std::initializer_list<std::string_view> declared = {},
-                       PluginOptions options = {}) {
+                       PluginOptions options = {}, std::string_view culprit = {}) {
     ScratchDir shadow;
     if (options.shadow_dir.empty()) options.shadow_dir = shadow.path();
     const EngineState before = state_of(engine());
@@ -132,7 +137,8 @@ class LoadTest : public EngineTest {
     }
     const Error e = r.error();
     EXPECT_EQ(e.code, code) << e.code_name() << ": " << e.message;
-    EXPECT_TRUE(mentions(e, path)) << "the message names the file: " << e.message;
+    if (culprit.empty()) culprit = path;
+    EXPECT_TRUE(mentions(e, culprit)) << "the message names the file: " << e.message;
     for (std::string_view needle : needles) {
       EXPECT_TRUE(mentions(e, needle)) << "the message names '" << needle << "': " << e.message;
     }
@@ -144,7 +150,10 @@ class LoadTest : public EngineTest {
     EXPECT_EQ(mapped_from(options.shadow_dir + "/"), std::vector<std::string>{});
     for (std::string_view fn : declared) {
       auto found = engine().function(fn);
-      ASSERT_FALSE(found.has_value()) << fn << " was left registered";
+      if (found.has_value()) {
+        ADD_FAILURE() << fn << " was left registered";
+        continue;
+      }
       EXPECT_EQ(found.error().code, ErrorCode::kNotFound) << found.error().message;
       EXPECT_TRUE(engine().register_function(fn, {}, echo_handler()).has_value())
           << fn << " is still taken";
@@ -199,7 +208,8 @@ TEST_P(LoadTest, NullHandlerIsRefusedNamingTheFunction) {
 }
 
 TEST_P(LoadTest, FunctionDeclaredTwiceIsRefusedNamingIt) {
-  // kInvalidArgument is what the engine's shared publish check gives today; see the report.
+  // kInvalidArgument, not kPluginInvalid: the duplicate is caught when the functions are
+  // published (the check register_function shares), not by the descriptor checks.
   expect_refused(fixture("duplicate_function"), ErrorCode::kInvalidArgument,
                  {"function 'dup.fn' is declared twice"}, {"dup.fn"});
   expect_hello_loads_and_answers();
@@ -282,10 +292,11 @@ TEST_P(LoadTest, LayerTooOldIsRefusedAndTheLoadedLayerKeepsServingItsUsers) {
 }
 
 TEST_P(LoadTest, LayerOfAnotherAbiIsRefusedNamingTheLayerFileAndBothVersions) {
+  // The culprit named is the layer's file (the plugin itself is fine).
+  const std::string layer = plugin_path("libbadlayer.so");
   expect_refused(fixture("needs_badlayer"), ErrorCode::kPluginInvalid,
-                 {"layer '" + plugin_path("libbadlayer.so") + "'",
-                  "built for plugin ABI version 2; this host speaks ABI version 1"},
-                 {"fixture_needs_badlayer.ok"});
+                 {"built for plugin ABI version 2; this host speaks ABI version 1"},
+                 {"fixture_needs_badlayer.ok"}, {}, "layer '" + layer + "'");
   EXPECT_EQ(engine().stats().layers_loaded, 0);
   expect_hello_loads_and_answers();
 }
@@ -348,17 +359,35 @@ TEST_P(LoadTest, TextFileIsRefusedAsNotAnElfFile) {
   expect_hello_loads_and_answers();
 }
 
-TEST_P(LoadTest, TruncatedElfFileIsRefused) {
+TEST_P(LoadTest, TruncatedElfHeaderIsRefused) {
   ScratchDir dir;
-  // 64 bytes: exactly the ELF header, valid on its own; 2000: the header and part of the rest.
-  for (std::size_t bytes : {std::size_t{64}, std::size_t{2000}}) {
-    SCOPED_TRACE(bytes);
-    expect_refused(dir.copy(kHello, "libhello-" + std::to_string(bytes) + ".so", bytes),
-                   ErrorCode::kPluginInvalid, {});
-  }
   expect_refused(dir.copy(kHello, "libhello-40.so", 40), ErrorCode::kPluginInvalid,
                  {"truncated ELF file (40 bytes)"});
   expect_hello_loads_and_answers();
+}
+
+// A file cut short after its ELF header (64 bytes: the header alone; 2000: the header and the
+// program headers, but not the segments they describe) must be refused like any bad file, and
+// the process must survive it. Each load runs in a child process (a death test that expects a
+// clean exit), so that a loader that crashes fails this test instead of killing the binary.
+//
+// FAILS TODAY (reported): the loader checks only the 64-byte header, then dlopens; glibc maps
+// the segments past the end of the file and touches them (zeroing the tail of .data), and the
+// process dies of SIGBUS on the 2000-byte file.
+TEST_P(LoadTest, TruncatedElfFileIsRefusedAndTheProcessSurvives) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ScratchDir dir;
+  for (std::uintmax_t bytes : {std::uintmax_t{64}, std::uintmax_t{2000}}) {
+    SCOPED_TRACE(bytes);
+    const std::string cut = dir.copy(kHello, "libhello-" + std::to_string(bytes) + ".so", bytes);
+    EXPECT_EXIT(
+        {
+          expect_refused(cut, ErrorCode::kPluginInvalid, {});
+          expect_hello_loads_and_answers();
+          std::_Exit(::testing::Test::HasFailure() ? 1 : 0);
+        },
+        ::testing::ExitedWithCode(0), "");
+  }
 }
 
 TEST_P(LoadTest, WorldWritableFileIsRefusedUnlessAllowed) {
@@ -403,11 +432,18 @@ TEST_P(LoadTest, LoadedPluginKeepsItsCodeWhenItsFileIsReplaced) {
   EXPECT_EQ(engine().invoke("hello.tag", "").value_or("failed"), "A");
 }
 
-TEST_P(LoadTest, ShadowCopyLeavesNothingBehindInTheShadowDir) {
+TEST_P(LoadTest, ShadowCopyIsMappedFromTheShadowDirUnlinkedAndUnmappedAtUnload) {
   ScratchDir shadow;
   ASSERT_TRUE(engine().load_plugin(kHello, {.shadow_dir = shadow.path()}).has_value());
   EXPECT_EQ(engine().invoke("hello.greet", "x").value_or("failed"), "hello, x");
   EXPECT_TRUE(fs::is_empty(shadow.path())) << "the copy is unlinked once mapped";
+  // What expect_refused relies on: a loaded plugin shows up under the shadow dir.
+  const std::vector<std::string> mapped = mapped_from(shadow.path() + "/");
+  ASSERT_EQ(mapped.size(), 1u);
+  EXPECT_NE(mapped[0].find("libhello.so"), std::string::npos) << mapped[0];
+  ASSERT_TRUE(engine().unload_plugin("hello").has_value());
+  EXPECT_EQ(mapped_from(shadow.path() + "/"), std::vector<std::string>{});
+  EXPECT_EQ(engine().stats().modules_pinned, 0u);
 }
 
 TEST_P(LoadTest, MissingShadowDirIsRefusedNamingTheOption) {
@@ -417,6 +453,17 @@ TEST_P(LoadTest, MissingShadowDirIsRefusedNamingTheOption) {
                  {"cannot make a shadow copy at '" + missing + "/", "(PluginOptions.shadow_dir)"},
                  {"hello.greet", "hello.sleep"}, {.shadow_dir = missing});
   EXPECT_FALSE(fs::exists(missing));
+}
+
+// ---- The engine ----
+
+TEST_P(LoadTest, LoadIntoAShutDownEngineIsRefusedAndLeavesNothingBehind) {
+  engine().shutdown();
+  expect_refused(kHello, ErrorCode::kShuttingDown, {"plugin 'hello'", "engine is shutting down"},
+                 {});
+  expect_refused(plugin_path("libcounter_inc.so"), ErrorCode::kShuttingDown,
+                 {"plugin 'counter_inc'", "engine is shutting down"});
+  EXPECT_EQ(engine().stats().layers_loaded, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, LoadTest, EMBER_WORKER_COUNTS);
