@@ -138,6 +138,16 @@ Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
   const int rc = f.handler(&call);
   if (rc == 0) [[likely]]
     return std::move(s.response);
+  // A plugin that gives up because its deadline passed or its caller went away (its sleep or
+  // nested invoke said so) timed out or was cancelled, as a C++ handler returning that
+  // error would have: the ABI's fail() carries no code, so the Context says which.
+  if (auto live = ctx.check(); !live) {
+    return fail(
+        live.error().code,
+        cat(live.error().message,
+            " (the handler returned: ", s.failed ? s.error_type : std::string("PluginError"), ": ",
+            s.failed && !s.error_message.empty() ? s.error_message : cat("code ", rc), ")"));
+  }
   return fail(
       ErrorCode::kHandlerFailed,
       cat("function '", f.name, "' failed: ", s.failed ? s.error_type : std::string("PluginError"),

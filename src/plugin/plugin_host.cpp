@@ -1,9 +1,9 @@
 // Loading, validating, starting, reloading and unloading plugins and their layers.
 #include "plugin/plugin_host.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstring>
-#include <chrono>
 #include <exception>
 #include <filesystem>
 
@@ -159,6 +159,13 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
     }
     auto config = function_config(named, i, *f);
     if (!config) return tl::unexpected<Error>(std::move(config.error()));
+    for (std::size_t j = 0; j < i; ++j) {
+      if (m->functions[j].name == f->name) {
+        return fail(
+            ErrorCode::kPluginInvalid,
+            cat(at, ": function '", f->name, "' is declared twice (also functions[", j, "])"));
+      }
+    }
     ModuleFunction& mf = m->functions[i];
     mf.name = f->name;
     mf.config = *config;
@@ -288,8 +295,13 @@ Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirem
             ".so or ", req.layer, ".so in ", searched, " (PluginOptions.layer_dirs)"));
   }
   auto object = SharedObject::open(file, options, "layer");
-  if (!object) return tl::unexpected<Error>(std::move(object.error()));
-  const std::string lwho = cat("layer '", file, "'");
+  if (!object) {
+    Error e = std::move(object.error());
+    e.message = cat(who, " requires layer '", req.layer, "': ", e.message);
+    return tl::unexpected<Error>(std::move(e));
+  }
+  // Errors about the layer's file name it, and the plugin that needed it.
+  const std::string lwho = cat(who, " requires layer '", req.layer, "': layer '", file, "'");
   auto entry = reinterpret_cast<ember_layer_entry_fn>((*object)->symbol(EMBER_LAYER_ENTRY_NAME));
   if (entry == nullptr) {
     return fail(ErrorCode::kPluginInvalid,
@@ -483,10 +495,9 @@ void PluginHost::janitor() {
       continue;
     }
     for (auto it = draining_.begin(); it != draining_.end();) {
-      const bool idle =
-          std::all_of((*it)->records.begin(), (*it)->records.end(), [](const FunctionRecord* r) {
-            return r->active.load(std::memory_order_seq_cst) == 0;
-          });
+      const bool idle = std::all_of(
+          (*it)->records.begin(), (*it)->records.end(),
+          [](const FunctionRecord* r) { return r->active.load(std::memory_order_seq_cst) == 0; });
       if (idle) {
         std::unique_ptr<Module> m = std::move(*it);
         it = draining_.erase(it);

@@ -18,8 +18,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,7 +102,8 @@ class PluginHost final {
 
  private:
   friend class PluginWatch;
-  Result<std::unique_ptr<Module>> open_module(const std::string& path, const PluginOptions& options);
+  Result<std::unique_ptr<Module>> open_module(const std::string& path,
+                                              const PluginOptions& options);
   // Layers, function instances and publication: the steps after the descriptor checked out.
   // On error everything this did is undone.
   Result<void> start_module(Deployment& d, Module& m, const std::string& path);

@@ -36,10 +36,12 @@ Result<VersionConstraint> VersionConstraint::parse(std::string_view text) {
   c.text_ = std::string(text);
   std::string_view all = text;
   while (!all.empty() && all.front() == ' ') all.remove_prefix(1);
-  while (!all.empty()) {
+  bool more = !all.empty();
+  while (more) {
     const std::size_t comma = all.find(',');
     std::string_view term = all.substr(0, comma);
-    all = comma == std::string_view::npos ? std::string_view() : all.substr(comma + 1);
+    more = comma != std::string_view::npos;  // a comma promises another term, even at the end
+    all = more ? all.substr(comma + 1) : std::string_view();
     while (!term.empty() && term.front() == ' ') term.remove_prefix(1);
     while (!term.empty() && term.back() == ' ') term.remove_suffix(1);
     if (term == "*") continue;

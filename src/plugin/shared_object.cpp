@@ -39,7 +39,7 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     return fail(ErrorCode::kPluginInvalid,
                 cat(what, " '", path, "': cannot stat: ", std::strerror(errno)));
@@ -48,9 +48,8 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
   Elf64_Ehdr header;
   const ssize_t n = ::pread(fd, &header, sizeof header, 0);
   if (n < 4 || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(what, " '", path, "': not an ELF file (", n < 4 ? "too short" : "bad magic",
-                    ")"));
+    return fail(ErrorCode::kPluginInvalid, cat(what, " '", path, "': not an ELF file (",
+                                               n < 4 ? "too short" : "bad magic", ")"));
   }
   if (n < static_cast<ssize_t>(sizeof header)) {
     return fail(ErrorCode::kPluginInvalid,
@@ -61,9 +60,8 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
                 cat(what, " '", path, "': not a 64-bit ELF shared object"));
   }
   auto truncated = [&](std::string_view part) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(what, " '", path, "': truncated ELF file (", size, " bytes; its ", part,
-                    " lies past the end)"));
+    return fail(ErrorCode::kPluginInvalid, cat(what, " '", path, "': truncated ELF file (", size,
+                                               " bytes; its ", part, " lies past the end)"));
   };
   if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phnum == 0 ||
       header.e_phoff + std::uint64_t{header.e_phnum} * sizeof(Elf64_Phdr) > size) {
@@ -81,6 +79,43 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
     }
   }
   return {};
+}
+
+// Copies `from` to a new file `to` (which must not exist), readable and executable by us only.
+Result<void> copy_file(const std::string& from, const std::string& to) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return fail(ErrorCode::kPluginInvalid, std::strerror(errno));
+  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+  if (out < 0) {
+    const int e = errno;
+    ::close(in);
+    return fail(ErrorCode::kPluginInvalid, std::strerror(e));
+  }
+  char buffer[16 << 10];  // small: a load may run on a handler's fiber stack
+  Result<void> result;
+  for (;;) {
+    const ssize_t n = ::read(in, buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      result = fail(ErrorCode::kPluginInvalid, std::strerror(errno));
+      break;
+    }
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(out, buffer + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        result = fail(ErrorCode::kPluginInvalid, std::strerror(errno));
+        break;
+      }
+      done += w;
+    }
+    if (!result) break;
+  }
+  ::close(in);
+  if (::close(out) != 0 && result) result = fail(ErrorCode::kPluginInvalid, std::strerror(errno));
+  if (!result) ::unlink(to.c_str());
+  return result;
 }
 
 }  // namespace
@@ -103,23 +138,32 @@ Result<std::unique_ptr<SharedObject>> SharedObject::open(const std::string& path
                 cat(what, " '", path, "': the file is world-writable (mode ", mode,
                     "); refusing to run it (PluginOptions.allow_world_writable)"));
   }
-  if (auto ok = check_elf(path, what); !ok) return tl::unexpected<Error>(ok.error());
 
+  // Copy first, then check the copy: what is checked is exactly what gets mapped, however the
+  // original changes meanwhile.
   namespace fs = std::filesystem;
   const std::string base = fs::path(path).filename().string();
   const std::string shadow =
       cat(shadow_dir(options), "/ember-", ::getpid(), "-",
           absl::StrFormat("%016x", absl::Uniform<std::uint64_t>(absl::BitGen())), "-", base);
-  std::error_code ec;
-  fs::copy_file(path, shadow, fs::copy_options::none, ec);
-  if (ec) {
+  if (auto ok = copy_file(path, shadow); !ok) {
     return fail(ErrorCode::kPluginInvalid,
                 cat(what, " '", path, "': cannot make a shadow copy at '", shadow,
-                    "': ", ec.message(), " (PluginOptions.shadow_dir)"));
+                    "': ", ok.error().message, " (PluginOptions.shadow_dir)"));
+  }
+  struct Unlink {
+    const std::string& file;
+    ~Unlink() { ::unlink(file.c_str()); }  // the mapping, if any, keeps the copy alive
+  } unlink_copy{shadow};
+  if (auto ok = check_elf(shadow, what); !ok) {
+    // Name the original, not our copy.
+    std::string message = ok.error().message;
+    if (const std::size_t at = message.find(shadow); at != std::string::npos)
+      message.replace(at, shadow.size(), path);
+    return fail(ErrorCode::kPluginInvalid, std::move(message));
   }
   ::dlerror();
   void* handle = ::dlopen(shadow.c_str(), RTLD_NOW | RTLD_LOCAL);
-  fs::remove(shadow, ec);  // the mapping keeps the copy alive
   if (handle == nullptr) {
     const char* err = ::dlerror();
     return fail(ErrorCode::kPluginInvalid,

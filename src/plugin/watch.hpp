@@ -41,7 +41,7 @@ class PluginWatch final {
   PluginHost& host_;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop
-  std::mutex mu_;  // guards watched_ and stop_ (std::mutex: TSan sees it; see plugin_host.hpp)
+  std::mutex mu_;     // guards watched_ and stop_ (std::mutex: TSan sees it; see plugin_host.hpp)
   std::vector<Watched> watched_;
   bool stop_ = false;
   std::thread thread_;

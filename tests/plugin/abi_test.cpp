@@ -353,11 +353,14 @@ TEST_P(AbiTest, PluginSleepPastTheDeadlineEndsAtTheDeadline) {
   caller.join();
   ASSERT_FALSE(r.has_value()) << *r;
   // The sleep woke at the deadline and failed; the wrapper (plugin.hpp) turned that into an
-  // error of type "Timeout", which the plugin returned: a handler's error, as it returned it
-  // (at its deadline, not past it, so not an overrun).
-  EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed) << r.error().code_name();
+  // error of type "Timeout", which the plugin returned. Past its deadline, that is a timeout
+  // (as for a C++ handler returning its sleep's kTimeout), with the plugin's words kept.
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout) << r.error().code_name();
   EXPECT_EQ(r.error().message,
-            "function 'hello.sleep' failed: Timeout: deadline reached while sleeping");
+            "function 'hello.sleep': Task timed out after 3.00 seconds (the handler returned: "
+            "Timeout: deadline reached while sleeping)");
+  EXPECT_EQ(engine.stats().timeouts, 1u);
+  EXPECT_EQ(engine.stats().handler_errors, 0u);
   EXPECT_EQ(clock_.now() - start, absl::Seconds(3));
 }
 
