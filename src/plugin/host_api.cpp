@@ -14,10 +14,8 @@ namespace {
 
 struct CallState {
   Context* ctx;
-  Module* module;
-  std::string response;
-  std::string error_type;
-  std::string error_message;
+  std::string* response;  // the invoke's result, constructed in place by call_plugin's caller
+  std::string error;      // "Type: message", set by fail()
   bool failed = false;
 };
 
@@ -40,14 +38,28 @@ LogLevel to_level(int level) noexcept {
 }
 
 void host_respond(ember_context* c, const char* data, size_t size) {
-  state(c).response.assign(data != nullptr ? data : "", data != nullptr ? size : 0);
+  state(c).response->assign(data != nullptr ? data : "", data != nullptr ? size : 0);
 }
 
 void host_fail(ember_context* c, const char* type, const char* message) {
   CallState& s = state(c);
   s.failed = true;
-  s.error_type = type != nullptr && *type != '\0' ? type : "PluginError";
-  s.error_message = message != nullptr ? message : "";
+  s.error = cat(type != nullptr && *type != '\0' ? type : "PluginError", ": ",
+                message != nullptr ? message : "");
+}
+
+// The error of a handler that returned `rc` != 0 (cold).
+[[gnu::cold, gnu::noinline]] Error plugin_failed(const ModuleFunction& f, Context& ctx,
+                                                 const CallState& s, int rc) {
+  const std::string said = s.failed ? s.error : cat("PluginError: handler returned ", rc);
+  // A plugin that gives up because its deadline passed or its caller went away (its sleep or
+  // nested invoke said so) timed out or was cancelled, as a C++ handler returning that error
+  // would have: the ABI's fail() carries no code, so the Context says which.
+  if (auto live = ctx.check(); !live) {
+    return Error{live.error().code,
+                 cat(live.error().message, " (the handler returned: ", said, ")")};
+  }
+  return Error{ErrorCode::kHandlerFailed, cat("function '", f.name, "' failed: ", said)};
 }
 
 void host_log(ember_context* c, int level, const char* message, size_t size) {
@@ -125,7 +137,10 @@ const ember_host_api& host_api() noexcept { return kHostApi; }
 
 Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
                                 std::string_view payload) {
-  CallState s{&ctx, &m, {}, {}, {}};
+  // Returned by name on every path: the response is written straight into the caller's
+  // Result (which the engine constructs in the invoker's frame), never moved.
+  Result<std::string> out;  // an empty response until the plugin sets one
+  CallState s{&ctx, &*out, {}, false};
   const ember_call call{sizeof(ember_call),
                         &kHostApi,
                         reinterpret_cast<ember_context*>(&s),
@@ -136,23 +151,9 @@ Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
   // A C++ exception that escapes the plugin (it should not) is caught by the engine where the
   // handler's fiber starts and reported with its type, like any handler's.
   const int rc = f.handler(&call);
-  if (rc == 0) [[likely]]
-    return std::move(s.response);
-  // A plugin that gives up because its deadline passed or its caller went away (its sleep or
-  // nested invoke said so) timed out or was cancelled, as a C++ handler returning that
-  // error would have: the ABI's fail() carries no code, so the Context says which.
-  if (auto live = ctx.check(); !live) {
-    return fail(
-        live.error().code,
-        cat(live.error().message,
-            " (the handler returned: ", s.failed ? s.error_type : std::string("PluginError"), ": ",
-            s.failed && !s.error_message.empty() ? s.error_message : cat("code ", rc), ")"));
-  }
-  return fail(
-      ErrorCode::kHandlerFailed,
-      cat("function '", f.name, "' failed: ", s.failed ? s.error_type : std::string("PluginError"),
-          ": ",
-          s.failed && !s.error_message.empty() ? s.error_message : cat("handler returned ", rc)));
+  if (rc != 0) [[unlikely]]
+    out = tl::unexpected<Error>(plugin_failed(f, ctx, s, rc));
+  return out;
 }
 
 LifecycleScope::LifecycleScope(PluginHost* host, std::string_view plugin) noexcept
