@@ -119,18 +119,7 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
   for (FunctionEntry* e : registry_.entries()) {
     if (e->deployer == deployer && !seen.contains(e->name)) dropped.push_back(e);
   }
-  for (FunctionEntry* e : dropped) {
-    e->latest->primary.store(nullptr, std::memory_order_seq_cst);
-    for (auto& [q, route] : e->routes) {
-      if (route->is_alias) {
-        route->secondary_share.store(0, std::memory_order_relaxed);
-        route->secondary.store(nullptr, std::memory_order_seq_cst);
-        route->primary.store(nullptr, std::memory_order_seq_cst);
-      }
-    }
-    e->deployer = nullptr;
-    unreserve(*e);
-  }
+  for (FunctionEntry* e : dropped) remove_function(*e);
   return published;
 }
 
@@ -143,18 +132,24 @@ int EngineCore::next_version(std::string_view function) const {
 void EngineCore::withdraw(const void* deployer) {
   std::lock_guard<std::mutex> lock(config_mu_);
   for (FunctionEntry* e : registry_.entries()) {
-    if (e->deployer != deployer) continue;
-    e->latest->primary.store(nullptr, std::memory_order_seq_cst);
-    for (auto& [q, route] : e->routes) {
-      if (route->is_alias) {
-        route->secondary_share.store(0, std::memory_order_relaxed);
-        route->secondary.store(nullptr, std::memory_order_seq_cst);
-        route->primary.store(nullptr, std::memory_order_seq_cst);
-      }
-    }
-    e->deployer = nullptr;
-    unreserve(*e);
+    if (e->deployer == deployer) remove_function(*e);
   }
+}
+
+void EngineCore::clear_route(Route& route) {
+  route.secondary_share.store(0, std::memory_order_relaxed);
+  route.secondary.store(nullptr, std::memory_order_seq_cst);
+  route.primary.store(nullptr, std::memory_order_seq_cst);
+}
+
+void EngineCore::remove_function(FunctionEntry& e) {
+  // Its versions stay until sweep() finds nothing leads to them any more.
+  e.latest->primary.store(nullptr, std::memory_order_seq_cst);
+  for (auto& [q, route] : e.routes) {
+    if (route->is_alias) clear_route(*route);
+  }
+  e.deployer = nullptr;
+  unreserve(e);
 }
 
 std::vector<FunctionRecord*> EngineCore::sweep() {
@@ -266,10 +261,7 @@ Result<void> EngineCore::delete_alias(std::string_view function, std::string_vie
       it->second->primary.load() == nullptr) {
     return fail(ErrorCode::kNotFound, cat("function '", function, "' has no alias '", alias, "'"));
   }
-  Route* route = it->second;
-  route->secondary_share.store(0, std::memory_order_relaxed);
-  route->secondary.store(nullptr, std::memory_order_seq_cst);
-  route->primary.store(nullptr, std::memory_order_seq_cst);
+  clear_route(*it->second);
   return {};
 }
 

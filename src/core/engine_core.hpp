@@ -116,6 +116,10 @@ class EngineCore final {
                                  std::int64_t reserved_elsewhere) const;
   ConcurrencyGate* reserve_gate(FunctionEntry& entry, std::int64_t reserve);
   void unreserve(FunctionEntry& entry);
+  // Deploys (config_mu_ held): a route that leads nowhere; a function gone (latest route and
+  // aliases cleared, reservation returned).
+  static void clear_route(Route& route);
+  void remove_function(FunctionEntry& e);
   [[gnu::cold]] Result<void> check_call(FunctionRecord* fn, std::string_view payload,
                                         const TypedCall* typed, std::size_t payload_limit) const;
   [[gnu::cold]] Error throttled(const FunctionRecord& fn);
