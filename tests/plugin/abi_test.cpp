@@ -13,27 +13,21 @@
 #include <thread>
 #include <vector>
 
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember::testing {
 namespace {
 
-std::string plugin_path(std::string_view file) {
-  return std::string(EMBER_PLUGIN_DIR) + "/" + std::string(file);
-}
-
-const std::string kHello = plugin_path("libhello.so");
-const std::string kClangHello = plugin_path("clang/libhello.so");
-const std::string kCHello = plugin_path("libc_hello.so");
-const std::string kClangCHello = plugin_path("clang/libc_hello.so");
-const std::string kSession = plugin_path("libsession.so");
+const std::string kHello = plugin_file("libhello.so");
+const std::string kClangHello = plugin_file("clang/libhello.so");
+const std::string kCHello = plugin_file("libc_hello.so");
+const std::string kClangCHello = plugin_file("clang/libc_hello.so");
+const std::string kSession = plugin_file("libsession.so");
 
 // The response, or "error <code>: <message>", so that one EXPECT_EQ shows either.
 std::string answer_of(Engine& engine, std::string_view name, std::string_view payload,
                       const InvokeOptions& options = {}) {
-  auto r = engine.invoke(name, payload, options);
-  if (r) return *r;
-  return "error " + std::string(r.error().code_name()) + ": " + r.error().message;
+  return describe(engine.invoke(name, payload, options));
 }
 
 class AbiTest : public EngineTest {
@@ -45,6 +39,15 @@ class AbiTest : public EngineTest {
   std::string answer(std::string_view name, std::string_view payload,
                      const InvokeOptions& options = {}) {
     return answer_of(engine(), name, payload, options);
+  }
+  // Invokes `name` inline and on the pool: both must fail with kHandlerFailed and `message`.
+  void expect_handler_failed(std::string_view name, std::string_view message) {
+    for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
+      auto r = engine().invoke(name, "", {.dispatch = d});
+      ASSERT_FALSE(r.has_value());
+      EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
+      EXPECT_EQ(r.error().message, message);
+    }
   }
 };
 
@@ -61,13 +64,8 @@ TEST_P(AbiTest, HandlerErrorCrossesTheBoundaryWithItsTypeAndMessage) {
   for (const std::string& path : {kHello, kClangHello}) {
     SCOPED_TRACE(path);
     load(path);
-    for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
-      auto r = engine().invoke("hello.fail", "", {.dispatch = d});
-      ASSERT_FALSE(r.has_value());
-      EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
-      EXPECT_EQ(r.error().message,
-                "function 'hello.fail' failed: ValidationError: payload must not be empty");
-    }
+    ASSERT_NO_FATAL_FAILURE(expect_handler_failed(
+        "hello.fail", "function 'hello.fail' failed: ValidationError: payload must not be empty"));
     EXPECT_EQ(answer("hello.fail", "fine"), "fine");
     ASSERT_TRUE(engine().unload_plugin("hello").has_value());
   }
@@ -78,13 +76,8 @@ TEST_P(AbiTest, ExceptionIsCaughtAtThePluginBoundaryAndReportedWithItsType) {
   for (const std::string& path : {kHello, kClangHello}) {
     SCOPED_TRACE(path);
     load(path);
-    for (Dispatch d : {Dispatch::kInline, Dispatch::kPool}) {
-      auto r = engine().invoke("hello.throw", "", {.dispatch = d});
-      ASSERT_FALSE(r.has_value());
-      EXPECT_EQ(r.error().code, ErrorCode::kHandlerFailed);
-      EXPECT_EQ(r.error().message,
-                "function 'hello.throw' failed: std::runtime_error: boom from hello");
-    }
+    ASSERT_NO_FATAL_FAILURE(expect_handler_failed(
+        "hello.throw", "function 'hello.throw' failed: std::runtime_error: boom from hello"));
     // The plugin, its fibers and the engine are fine afterwards.
     EXPECT_EQ(answer("hello.greet", "after"), "hello, after");
     ASSERT_TRUE(engine().unload_plugin("hello").has_value());

@@ -5,32 +5,22 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember::testing {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string plugin_path(std::string_view file) {
-  return std::string(EMBER_PLUGIN_DIR) + "/" + std::string(file);
-}
-
-const std::string kCounterInc = plugin_path("libcounter_inc.so");
-const std::string kCounterRead = plugin_path("libcounter_read.so");
+const std::string kCounterInc = plugin_file("libcounter_inc.so");
+const std::string kCounterRead = plugin_file("libcounter_read.so");
 constexpr std::string_view kLayerLoaded = "layer 'counter' 1.2.0 loaded from ";
 
 std::string answer_of(Engine& engine, std::string_view name, const InvokeOptions& options = {}) {
-  auto r = engine.invoke(name, "", options);
-  if (r) return *r;
-  return "error " + std::string(r.error().code_name()) + ": " + r.error().message;
+  return describe(engine.invoke(name, "", options));
 }
 
 class LayerTest : public EngineTest {
@@ -134,37 +124,6 @@ TEST_P(LayerTest, EachEngineHasItsOwnCopyOfTheLayer) {
   EXPECT_EQ(answer_of(other, "counter.read"), "1");
 }
 
-// A fresh directory under the test's temporary directory, removed with everything in it.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = ::testing::TempDir() + "ember-layer-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp(" << pattern << "): " << std::strerror(errno);
-    }
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  [[nodiscard]] const std::string& path() const { return path_; }
-  std::string copy(const std::string& from) const {
-    const std::string to = path_ + "/" + fs::path(from).filename().string();
-    std::error_code ec;
-    fs::copy_file(from, to, ec);
-    EXPECT_FALSE(ec) << "copying " << from << ": " << ec.message();
-    ::chmod(to.c_str(), 0644);
-    return to;
-  }
-
- private:
-  std::string path_;
-};
-
 TEST_P(LayerTest, LayerIsLookedForBesideThePluginByDefault) {
   ScratchDir dir;
   const std::string alone = dir.copy(kCounterInc);
@@ -202,7 +161,7 @@ TEST_P(LayerTest, MissingLayerErrorListsEveryLayerDir) {
 
 TEST_P(LayerTest, WorldWritableLayerIsRefusedUnlessAllowed) {
   ScratchDir dir;
-  const std::string layer = dir.copy(plugin_path("libcounter.so"));
+  const std::string layer = dir.copy(plugin_file("libcounter.so"));
   ASSERT_EQ(::chmod(layer.c_str(), 0666), 0) << std::strerror(errno);
   const std::string plugin = dir.copy(kCounterInc);  // 0644: only the layer is at fault
   auto r = engine().load_plugin(plugin);

@@ -13,74 +13,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string plugin_path(std::string_view file) {
-  return std::string(EMBER_PLUGIN_DIR) + "/" + std::string(file);
-}
 std::string fixture(std::string_view what) {
-  return plugin_path("libfixture_" + std::string(what) + ".so");
+  return plugin_file("libfixture_" + std::string(what) + ".so");
 }
-const std::string kHello = plugin_path("libhello.so");
-
-// A fresh directory under the test's temporary directory, removed with everything in it.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = ::testing::TempDir() + "ember-load-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp(" << pattern << "): " << std::strerror(errno);
-    }
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string file(std::string_view name) const {
-    return path_ + "/" + std::string(name);
-  }
-  // Copies `from` (all of it, or its first `bytes`) to `name` here; returns the new path.
-  std::string copy(const std::string& from, std::string_view name,
-                   std::uintmax_t bytes = static_cast<std::uintmax_t>(-1)) const {
-    const std::string to = file(name);
-    std::error_code ec;
-    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-    EXPECT_FALSE(ec) << "copying " << from << " to " << to << ": " << ec.message();
-    if (bytes < fs::file_size(to, ec)) fs::resize_file(to, bytes, ec);
-    EXPECT_FALSE(ec) << "truncating " << to << ": " << ec.message();
-    ::chmod(to.c_str(), 0644);  // whatever the umask: tests that want 0666 set it themselves
-    return to;
-  }
-  std::string write(std::string_view name, std::string_view data) const {
-    const std::string to = file(name);
-    std::ofstream out(to, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    out.close();
-    EXPECT_TRUE(out) << "writing " << to;
-    ::chmod(to.c_str(), 0644);  // whatever the umask: tests that want 0666 set it themselves
-    return to;
-  }
-
- private:
-  std::string path_;
-};
+const std::string kHello = plugin_file("libhello.so");
 
 // Objects mapped from files under `dir` (the loader maps shadow copies, named after the file).
 std::vector<std::string> mapped_from(const std::string& dir) {
@@ -237,7 +186,7 @@ TEST_P(LoadTest, ObjectWithoutEntrySymbolIsRefusedNamingTheSymbol) {
 
 TEST_P(LoadTest, LayerFileGivenAsAPluginIsRefusedSayingItIsALayer) {
   expect_refused(
-      plugin_path("libcounter.so"), ErrorCode::kPluginInvalid,
+      plugin_file("libcounter.so"), ErrorCode::kPluginInvalid,
       {"no entry symbol 'ember_plugin_entry_v1'", "it is a layer", "ember_layer_entry_v1"});
   EXPECT_EQ(engine().stats().layers_loaded, 0);
   expect_hello_loads_and_answers();
@@ -273,7 +222,7 @@ TEST_P(LoadTest, LayerTooOldIsRefusedAndTheLayerLoadedToCheckItIsUnloadedAgain) 
   ASSERT_EQ(engine().stats().layers_loaded, 0);
   expect_refused(
       fixture("layer_too_old"), ErrorCode::kPluginInvalid,
-      {"requires layer 'counter' >=2.0", plugin_path("libcounter.so"), "is version 1.2.0"},
+      {"requires layer 'counter' >=2.0", plugin_file("libcounter.so"), "is version 1.2.0"},
       {"fixture_layer_too_old.ok"});
   EXPECT_EQ(engine().stats().layers_loaded, 0);
   EXPECT_FALSE(logs_.contains("layer 'counter' 1.2.0 loaded"));
@@ -281,7 +230,7 @@ TEST_P(LoadTest, LayerTooOldIsRefusedAndTheLayerLoadedToCheckItIsUnloadedAgain) 
 }
 
 TEST_P(LoadTest, LayerTooOldIsRefusedAndTheLoadedLayerKeepsServingItsUsers) {
-  ASSERT_TRUE(engine().load_plugin(plugin_path("libcounter_inc.so")).has_value());
+  ASSERT_TRUE(engine().load_plugin(plugin_file("libcounter_inc.so")).has_value());
   ASSERT_EQ(engine().invoke("counter.inc", "").value_or("failed"), "1");
   expect_refused(fixture("layer_too_old"), ErrorCode::kPluginInvalid,
                  {"requires layer 'counter' >=2.0", "but version 1.2.0 is loaded"},
@@ -294,7 +243,7 @@ TEST_P(LoadTest, LayerTooOldIsRefusedAndTheLoadedLayerKeepsServingItsUsers) {
 
 TEST_P(LoadTest, LayerOfAnotherAbiIsRefusedNamingTheLayerFileAndBothVersions) {
   // The culprit named is the layer's file (the plugin itself is fine).
-  const std::string layer = plugin_path("libbadlayer.so");
+  const std::string layer = plugin_file("libbadlayer.so");
   expect_refused(fixture("needs_badlayer"), ErrorCode::kPluginInvalid,
                  {"built for plugin ABI version 2; this host speaks ABI version 1"},
                  {"fixture_needs_badlayer.ok"}, {}, "layer '" + layer + "'");
@@ -443,7 +392,7 @@ TEST_P(LoadTest, LoadedPluginKeepsItsCodeWhenItsFileIsReplaced) {
   ASSERT_EQ(engine().invoke("hello.tag", "").value_or("failed"), "A");
   // A build writing the other variant over the file (a new inode: what linkers do).
   ASSERT_TRUE(fs::remove(copy));
-  dir.copy(plugin_path("libhello_b.so"), "libhello.so");
+  dir.copy(plugin_file("libhello_b.so"), "libhello.so");
   EXPECT_EQ(engine().invoke("hello.tag", "").value_or("failed"), "A");
 }
 
@@ -476,7 +425,7 @@ TEST_P(LoadTest, LoadIntoAShutDownEngineIsRefusedAndLeavesNothingBehind) {
   engine().shutdown();
   expect_refused(kHello, ErrorCode::kShuttingDown, {"plugin 'hello'", "engine is shutting down"},
                  {});
-  expect_refused(plugin_path("libcounter_inc.so"), ErrorCode::kShuttingDown,
+  expect_refused(plugin_file("libcounter_inc.so"), ErrorCode::kShuttingDown,
                  {"plugin 'counter_inc'", "engine is shutting down"});
   EXPECT_EQ(engine().stats().layers_loaded, 0);
 }

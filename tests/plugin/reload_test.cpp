@@ -3,25 +3,20 @@
 // object; a failed reload rolls back; a watched plugin reloads when its file changes; unload
 // removes everything. hello.tag tells the builds apart: libhello.so answers "A",
 // libhello_b.so "B" (both are plugin "hello").
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ember/plugin.h"
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember::testing {
 namespace {
@@ -29,33 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Concatenates anything a stream prints.
-template <typename... Parts>
-std::string cat(const Parts&... parts) {
-  std::ostringstream out;
-  (out << ... << parts);
-  return out.str();
-}
-
-bool has(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-std::string plugin_file(std::string_view file) { return cat(EMBER_PLUGIN_DIR, "/", file); }
-
-template <typename T>
-::testing::AssertionResult ok(const Result<T>& r) {
-  if (r) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << error_code_name(r.error().code) << ": " << r.error().message;
-}
-
-// The name of a result's error code ("Ok" if it succeeded): reads well when an expectation fails.
-template <typename T>
-std::string_view code_of(const Result<T>& r) {
-  return error_code_name(r ? ErrorCode::kOk : r.error().code);
-}
 
 // Runs `f` when the scope ends, however it ends (a failed ASSERT returns early): unblocks
 // threads that would otherwise keep a failing test from ending.
@@ -70,12 +38,9 @@ class AtExit {
   std::function<void()> f_;
 };
 
-// What an invoke answered, or "error <code>: <message>", so a mismatch shows what happened.
-std::string answer(const Result<std::string>& r) {
-  return r ? *r : cat("error ", error_code_name(r.error().code), ": ", r.error().message);
-}
+// What invoking `name` answered, or "error <code>: <message>".
 std::string answer(Engine& engine, std::string_view name) {
-  return answer(engine.invoke(name, ""));
+  return describe(engine.invoke(name, ""));
 }
 
 // Polls `done` until it holds or `timeout` (real time) has passed, for states that signal no
@@ -90,46 +55,6 @@ bool eventually(Pred done, milliseconds timeout = seconds(30)) {
   }
   return true;
 }
-
-// The shadow copies of hello builds this process has mapped now, as /proc/self/maps names
-// them: "<shadow dir>/ember-<pid>-<16 hex>-libhello.so (deleted)" (shared_object.cpp unlinks
-// the copy once it is mapped). One entry per module, however many segments it maps.
-std::set<std::string> mapped_hello_modules() {
-  std::ifstream maps("/proc/self/maps");
-  const std::string shadow = cat("/ember-", ::getpid(), "-");
-  std::set<std::string> out;
-  std::string line;
-  while (std::getline(maps, line)) {
-    const auto slash = line.find('/');  // the path is the only field with a '/'
-    if (slash == std::string::npos) continue;
-    const std::string path = line.substr(slash);
-    std::string_view name = path;
-    if (name.ends_with(" (deleted)")) name.remove_suffix(std::string_view(" (deleted)").size());
-    if (has(name, shadow) && (name.ends_with("-libhello.so") || name.ends_with("-libhello_b.so"))) {
-      out.insert(path);
-    }
-  }
-  return out;
-}
-
-// A directory of its own under the temp dir, removed with what it holds.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "reload-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Replaces `target` with a copy of `source` as deploy tools do: write aside in the same
 // directory, then rename over (the name switches atomically; the watch sees IN_MOVED_TO).
@@ -176,6 +101,12 @@ class ReloadTest : public EngineTest {
     return out;
   }
 
+  // Loads `path` watched: reloaded 200 ms after its file last changed.
+  ::testing::AssertionResult load_watched(const std::string& path) {
+    return ok(
+        engine().load_plugin(path, {.watch = true, .watch_debounce = absl::Milliseconds(200)}));
+  }
+
   using Versions = std::vector<std::string>;
   Versions versions(std::string_view function) {
     auto v = engine().versions(function);
@@ -204,12 +135,12 @@ TEST_P(ReloadTest, ReloadRoutesToTheNewVersionAndRetiresTheOld) {
   EXPECT_EQ(published->version, "2");
 
   EXPECT_EQ(answer(engine(), "hello.tag"), "B");
-  EXPECT_EQ(answer(engine().invoke(*tag, "")), "B");  // resolved before the reload: follows it
+  EXPECT_EQ(describe(engine().invoke(*tag, "")), "B");  // resolved before the reload: follows it
   EXPECT_EQ(tag->version(), "2");
   EXPECT_EQ(versions("hello.tag"), Versions{"2"});
   // No alias points at version 1: it was unloaded.
   auto old = engine().invoke("hello.tag:1", "");
-  EXPECT_EQ(code_of(old), "NotFound") << answer(old);
+  EXPECT_EQ(code_of(old), "NotFound") << describe(old);
 
   const EngineStats s = engine().stats();
   EXPECT_EQ(s.plugin_reloads, 1u);
@@ -310,7 +241,7 @@ TEST_P(ReloadTest, ReloadReturnsOnlyAfterTheOldVersionsInvocationsFinish) {
     sleeper.wait_for(seconds(10));
   }
   ASSERT_EQ(sleeper.wait_for(seconds(0)), std::future_status::ready);
-  EXPECT_EQ(answer(sleeper.get()), "slept");  // version 1 was still mapped when it woke
+  EXPECT_EQ(describe(sleeper.get()), "slept");  // version 1 was still mapped when it woke
   ASSERT_EQ(reload.wait_for(seconds(30)), std::future_status::ready);
   EXPECT_TRUE(ok(reload.get()));
 
@@ -352,7 +283,7 @@ TEST_P(ReloadTest, AVersionStillBusyAtTheDrainTimeoutIsClosedWhenItsLastInvocati
     clock_.advance(absl::Milliseconds(250));  // only if it armed its sleep after a step
   }
   ASSERT_EQ(sleeper.wait_for(seconds(0)), std::future_status::ready);
-  EXPECT_EQ(answer(sleeper.get()), "slept");  // version 1 stayed mapped until it returned
+  EXPECT_EQ(describe(sleeper.get()), "slept");  // version 1 stayed mapped until it returned
   // Its last invocation has returned: version 1 is closed without waiting for another deploy.
   EXPECT_TRUE(eventually([&] { return engine().stats().modules_draining == 0; }, seconds(5)))
       << "version 1 is still draining after its last invocation returned";
@@ -394,9 +325,9 @@ TEST_P(ReloadTest, OldStatefulInstancesShutDownOnlyOnceTheirLastInvocationReturn
     sleeper.wait_for(seconds(10));
   }
   ASSERT_EQ(sleeper.wait_for(seconds(0)), std::future_status::ready);
-  EXPECT_EQ(answer(sleeper.get()), "slept");
+  EXPECT_EQ(describe(sleeper.get()), "slept");
   ASSERT_EQ(queued_result.wait_for(seconds(30)), std::future_status::ready);
-  EXPECT_EQ(answer(queued_result.get()), "4");  // version 1's instance ran it
+  EXPECT_EQ(describe(queued_result.get()), "4");  // version 1's instance ran it
   ASSERT_EQ(reload.wait_for(seconds(30)), std::future_status::ready);
   EXPECT_TRUE(ok(reload.get()));
 
@@ -432,7 +363,7 @@ TEST_P(ReloadTest, HundredReloadsUnderLoadFailNoInvocation) {
         b.fetch_add(1);
       } else {
         std::lock_guard<std::mutex> lock(mu);
-        if (problems.fetch_add(1) == 0) first_problem = answer(r);
+        if (problems.fetch_add(1) == 0) first_problem = describe(r);
       }
     }
   };
@@ -487,12 +418,10 @@ TEST_P(ReloadTest, HundredReloadsUnderLoadFailNoInvocation) {
 }
 
 TEST_P(ReloadTest, WatchedPluginReloadsWhenItsFileIsReplacedAfterTheDebounce) {
-  TempDir dir;
+  ScratchDir dir;
   ASSERT_FALSE(dir.path().empty());
-  const fs::path file = dir.path() / "libhello.so";
-  fs::copy_file(plugin_file("libhello.so"), file);
-  ASSERT_TRUE(ok(engine().load_plugin(file.string(),
-                                      {.watch = true, .watch_debounce = absl::Milliseconds(200)})));
+  const std::string file = dir.copy(plugin_file("libhello.so"));
+  ASSERT_TRUE(load_watched(file));
   EXPECT_EQ(answer(engine(), "hello.tag"), "A");
 
   replace_file(file, plugin_file("libhello_b.so"));
@@ -507,12 +436,10 @@ TEST_P(ReloadTest, WatchedPluginReloadsWhenItsFileIsReplacedAfterTheDebounce) {
 }
 
 TEST_P(ReloadTest, FailedWatchedReloadIsLoggedAndTheOldVersionKeepsServing) {
-  TempDir dir;
+  ScratchDir dir;
   ASSERT_FALSE(dir.path().empty());
-  const fs::path file = dir.path() / "libhello.so";
-  fs::copy_file(plugin_file("libhello.so"), file);
-  ASSERT_TRUE(ok(engine().load_plugin(file.string(),
-                                      {.watch = true, .watch_debounce = absl::Milliseconds(200)})));
+  const std::string file = dir.copy(plugin_file("libhello.so"));
+  ASSERT_TRUE(load_watched(file));
 
   replace_file(file, plugin_file("libfixture_abi_v2.so"));
   ASSERT_TRUE(advance_until_logged(clock_, logs_, "rolled back", absl::Milliseconds(250)));
@@ -539,7 +466,7 @@ TEST_P(ReloadTest, UnloadRemovesThePluginsFunctionsAndUnknownNamesAreNotFound) {
   ASSERT_TRUE(ok(engine().unload_plugin("hello")));
 
   auto by_handle = engine().invoke(*tag, "");
-  ASSERT_EQ(code_of(by_handle), "NotFound") << answer(by_handle);
+  ASSERT_EQ(code_of(by_handle), "NotFound") << describe(by_handle);
   EXPECT_TRUE(mentions(by_handle.error(), "unloaded")) << by_handle.error().message;
   EXPECT_EQ(code_of(engine().invoke("hello.greet", "x")), "NotFound");
   EXPECT_EQ(code_of(engine().function("hello.tag")), "NotFound");
@@ -556,7 +483,7 @@ TEST_P(ReloadTest, UnloadRemovesThePluginsFunctionsAndUnknownNamesAreNotFound) {
 
   // The name is free again.
   ASSERT_TRUE(ok(engine().load_plugin(plugin_file("libhello_b.so"))));
-  EXPECT_EQ(answer(engine().invoke(*tag, "")), "B");
+  EXPECT_EQ(describe(engine().invoke(*tag, "")), "B");
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, ReloadTest, EMBER_WORKER_COUNTS);

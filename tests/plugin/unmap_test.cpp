@@ -5,17 +5,17 @@
 #include <string>
 
 #include "ember/ember.hpp"
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember {
 namespace {
 
-const std::string kDir = EMBER_PLUGIN_DIR;
+using testing::plugin_file;
 
 TEST(PluginUnmapTest, AnUnloadedPluginLeavesNoPinnedModule) {
   testing::LogCapture logs;
   Engine engine({.workers = 1, .log_sink = logs.sink()});
-  ASSERT_TRUE(engine.load_plugin(kDir + "/libhello.so"));
+  ASSERT_TRUE(engine.load_plugin(plugin_file("libhello.so")));
   ASSERT_TRUE(engine.unload_plugin("hello"));
   EXPECT_EQ(engine.stats().modules_pinned, 0u);
   EXPECT_FALSE(logs.contains("still mapped"));
@@ -24,7 +24,7 @@ TEST(PluginUnmapTest, AnUnloadedPluginLeavesNoPinnedModule) {
 TEST(PluginUnmapTest, APluginThatPinsItselfIsReportedAfterUnload) {
   testing::LogCapture logs;
   Engine engine({.workers = 1, .log_sink = logs.sink()});
-  ASSERT_TRUE(engine.load_plugin(kDir + "/libfixture_pins_itself.so"));
+  ASSERT_TRUE(engine.load_plugin(plugin_file("libfixture_pins_itself.so")));
   EXPECT_EQ(engine.invoke("pinned.ok", "").value_or("error"), "ok");
   ASSERT_TRUE(engine.unload_plugin("pinned"));
   EXPECT_EQ(engine.stats().modules_pinned, 1u);

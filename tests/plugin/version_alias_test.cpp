@@ -3,70 +3,14 @@
 // the version an alias points at (or a weighted split of two). A version stays loaded while it
 // is the newest or an alias points at it. hello.tag answers "A" from libhello.so, "B" from
 // libhello_b.so; hello.info answers "<function> <version> <remaining ms>".
-#include <unistd.h>
-
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
+#include "plugin_test_support.hpp"
 
 namespace ember::testing {
 namespace {
-
-// Concatenates anything a stream prints.
-template <typename... Parts>
-std::string cat(const Parts&... parts) {
-  std::ostringstream out;
-  (out << ... << parts);
-  return out.str();
-}
-
-bool has(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-std::string plugin_file(std::string_view file) { return cat(EMBER_PLUGIN_DIR, "/", file); }
-
-template <typename T>
-::testing::AssertionResult ok(const Result<T>& r) {
-  if (r) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << error_code_name(r.error().code) << ": " << r.error().message;
-}
-
-// The name of a result's error code ("Ok" if it succeeded): reads well when an expectation fails.
-template <typename T>
-std::string_view code_of(const Result<T>& r) {
-  return error_code_name(r ? ErrorCode::kOk : r.error().code);
-}
-
-// What an invoke answered, or "error <code>: <message>", so a mismatch shows what happened.
-std::string describe(const Result<std::string>& r) {
-  return r ? *r : cat("error ", error_code_name(r.error().code), ": ", r.error().message);
-}
-
-// The shadow copies of hello builds this process has mapped now (see reload_test.cpp):
-// "<shadow dir>/ember-<pid>-<16 hex>-libhello.so (deleted)", one entry per module.
-std::set<std::string> mapped_hello_modules() {
-  std::ifstream maps("/proc/self/maps");
-  const std::string shadow = cat("/ember-", ::getpid(), "-");
-  std::set<std::string> out;
-  std::string line;
-  while (std::getline(maps, line)) {
-    const auto slash = line.find('/');  // the path is the only field with a '/'
-    if (slash == std::string::npos) continue;
-    const std::string path = line.substr(slash);
-    std::string_view name = path;
-    if (name.ends_with(" (deleted)")) name.remove_suffix(std::string_view(" (deleted)").size());
-    if (has(name, shadow) && (name.ends_with("-libhello.so") || name.ends_with("-libhello_b.so"))) {
-      out.insert(path);
-    }
-  }
-  return out;
-}
 
 class VersionAliasTest : public EngineTest {
  protected:
