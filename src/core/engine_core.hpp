@@ -75,6 +75,12 @@ class EngineCore final {
   std::vector<FunctionRecord*> sweep();
   // Waits until no invocation pins any of `records`, or until `deadline` (engine time).
   bool wait_unpinned(const std::vector<FunctionRecord*>& records, std::int64_t deadline);
+  // True on a handler's fiber or on one of this engine's workers (an async callback): there,
+  // waiting for invocations to finish could wait for ourselves.
+  [[nodiscard]] bool inside_engine() const noexcept {
+    return current_fiber() != nullptr ||
+           (scheduler_ != nullptr && scheduler_->current_worker() != nullptr);
+  }
   // Waits until no handler runs (after shutdown): the code behind them may then go.
   void wait_quiescent();
 

@@ -463,9 +463,10 @@ void PluginHost::collect(absl::Duration drain) {
     }
   }
   count_objects();
-  // A deploy from inside a handler must not wait for invocations (maybe its own).
+  // A deploy from inside a handler or a callback must not wait for invocations (maybe its
+  // own, or one queued behind it on this worker); the janitor closes what is left.
   const std::int64_t deadline =
-      current_fiber() != nullptr ? 0 : add_saturating(core_.time().now(), to_nanos(drain));
+      core_.inside_engine() ? 0 : add_saturating(core_.time().now(), to_nanos(drain));
   for (auto it = draining_.begin(); it != draining_.end();) {
     if (core_.wait_unpinned((*it)->records, deadline)) {
       std::unique_ptr<Module> m = std::move(*it);

@@ -2,6 +2,7 @@
 // is reported (a log line and EngineStats::modules_pinned), not silently counted as unloaded.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <string>
 
 #include "ember/ember.hpp"
@@ -33,6 +34,36 @@ TEST(PluginUnmapTest, APluginThatPinsItselfIsReportedAfterUnload) {
   // It is gone from the engine all the same.
   EXPECT_EQ(engine.function("pinned.ok").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(engine.stats().plugins_loaded, 0);
+}
+
+// Deploys from a handler, and from an async callback (on a worker), must not wait for
+// invocations (perhaps their own): the reload switches and returns, and the old version is
+// closed once idle, here at once since nothing pins it.
+TEST(PluginUnmapTest, ReloadFromInsideAHandlerOrACallbackDoesNotWaitForItself) {
+  testing::LogCapture logs;
+  Engine engine({.workers = 2, .log_sink = logs.sink()});
+  ASSERT_TRUE(engine.load_plugin(plugin_file("libhello.so")));
+  auto deploy = engine.register_function(
+      "deploy.reload", {}, [](Context& ctx, std::string_view file) -> Result<std::string> {
+        auto info = ctx.engine().reload_plugin("hello", plugin_file(file));
+        if (!info) return tl::unexpected<Error>(info.error());
+        return info->functions[0].version;
+      });
+  ASSERT_TRUE(deploy);
+  EXPECT_EQ(engine.invoke(*deploy, "libhello_b.so").value_or("error"), "2");
+  EXPECT_EQ(engine.invoke("hello.tag", "").value_or("error"), "B");
+  EXPECT_EQ(testing::mapped_hello_modules().size(), 1u);
+
+  std::promise<Result<PluginInfo>> from_callback;
+  auto tag = engine.function("hello.tag").value();
+  ASSERT_TRUE(engine.invoke_async(tag, "", [&](Result<std::string>) {
+    from_callback.set_value(engine.reload_plugin("hello", plugin_file("libhello.so")));
+  }));
+  auto info = from_callback.get_future().get();
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_EQ(info->functions[0].version, "3");
+  EXPECT_EQ(engine.invoke("hello.tag", "").value_or("error"), "A");
+  EXPECT_EQ(engine.stats().modules_pinned, 0u);
 }
 
 }  // namespace
