@@ -96,6 +96,7 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
     record->stack_size = StackPool::round_size(spec.config.stack_size);
     record->bytes = spec.handler;
     record->code = spec.code;
+    if (spec.code != nullptr) record->pins = std::make_unique<PinCounter>();
     const std::int64_t reserve = spec.config.reserved_concurrency.value_or(0);
     if (reserve > 0) {
       record->gate = reserve_gate(*entry, reserve);
@@ -177,17 +178,21 @@ std::vector<FunctionRecord*> EngineCore::sweep() {
   return retired;
 }
 
+bool EngineCore::unpinned(const std::vector<FunctionRecord*>& records) const {
+  if (asymmetric_pins_ && !pin_barrier()) {
+    log(LogLevel::kError, "", "", "membarrier failed; waiting for pinned plugin versions");
+    return false;  // cannot prove it: keep waiting (the janitor retries)
+  }
+  return std::all_of(records.begin(), records.end(),
+                     [](const FunctionRecord* r) { return r->pins->sum() == 0; });
+}
+
 bool EngineCore::wait_unpinned(const std::vector<FunctionRecord*>& records, std::int64_t deadline) {
-  auto busy = [&] {
-    return std::any_of(records.begin(), records.end(), [](const FunctionRecord* r) {
-      return r->active.load(std::memory_order_seq_cst) != 0;
-    });
-  };
-  while (busy()) {
+  while (!unpinned(records)) {
     if (time_.now() >= deadline) return false;
-    // Bounded waits: a release that raced with our check unparks a permit; the bound keeps a
-    // missed one from costing more than a moment.
-    time_.park_until(deploy_parker_, std::min(deadline, add_saturating(time_.now(), 50'000'000)));
+    // Woken by the last unpin of a retiring version; polled every millisecond (real time)
+    // because that wake-up may be missed, and because an injected clock may jump.
+    deploy_parker_.park(1'000'000);
   }
   return true;
 }

@@ -75,6 +75,8 @@ class EngineCore final {
   std::vector<FunctionRecord*> sweep();
   // Waits until no invocation pins any of `records`, or until `deadline` (engine time).
   bool wait_unpinned(const std::vector<FunctionRecord*>& records, std::int64_t deadline);
+  // True if no invocation pins any of `records` (which no route leads to any more).
+  [[nodiscard]] bool unpinned(const std::vector<FunctionRecord*>& records) const;
   // True on a handler's fiber or on one of this engine's workers (an async callback): there,
   // waiting for invocations to finish could wait for ourselves.
   [[nodiscard]] bool inside_engine() const noexcept {
@@ -162,25 +164,27 @@ class EngineCore final {
     if (fn == nullptr || fn->code == nullptr) return fn;
     return pin(route, fn);
   }
-  // Pins a plugin version: count it active, then check that the route still leads to it.
-  // With the unloader's "route away, then read active" this is Dekker's pattern (seq_cst on
-  // both sides): either we see the new route and back off, or it sees our count and waits.
+  // Pins a plugin version: count it on this thread's pin slot, then check that the route still
+  // leads to it; the unloader routes away, issues a process-wide barrier, then sums the
+  // slots (see pins.hpp for why either we back off or it sees us).
   FunctionRecord* pin(Route* route, FunctionRecord* fn) noexcept {
+    const int slot = pin_slot();
     for (;;) {
-      fn->active.fetch_add(1, std::memory_order_seq_cst);
+      fn->pins->add(slot, asymmetric_pins_);
       if (route->leads_to(fn)) [[likely]]
         return fn;
-      unpin(fn);
+      fn->pins->remove(slot, asymmetric_pins_);
       fn = route->pick();
       if (fn == nullptr || fn->code == nullptr) return fn;
     }
   }
   void unpin(FunctionRecord* fn) noexcept {
     if (fn->code == nullptr) return;
-    if (fn->active.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        fn->retiring.load(std::memory_order_seq_cst)) {
+    fn->pins->remove(pin_slot(), asymmetric_pins_);
+    // A missed wake-up (this relaxed read racing with the unloader's store) costs the
+    // unloader at most one poll interval (wait_unpinned).
+    if (fn->retiring.load(std::memory_order_relaxed)) [[unlikely]]
       deploy_parker_.unpark();
-    }
   }
   [[gnu::cold]] Error unrouted_error(const Route& route) const;
   void note_overrun(const Invocation& inv);
@@ -220,6 +224,7 @@ class EngineCore final {
   std::atomic<std::thread::id> shutdown_thread_{};  // the thread inside shutdown(), if any
   Parker drain_parker_;
   Parker deploy_parker_;  // unparked when a retiring version's last invocation returns
+  const bool asymmetric_pins_ = asymmetric_pins_available();
   // Counters (cold paths only: errors, throttles, timeouts).
   std::atomic<std::uint64_t> throttles_{0};
   std::atomic<std::uint64_t> timeouts_{0};

@@ -29,6 +29,7 @@
 
 #include "core/concurrency_gate.hpp"
 #include "core/name_table.hpp"
+#include "core/pins.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
 
@@ -57,10 +58,10 @@ struct FunctionRecord {
   ConcurrencyGate* gate = nullptr;  // the entry's reserved gate or the engine's unreserved one
   std::atomic<int> queued{0};       // async invokes waiting for a slot
   bool typed_flag = false;          // == static_cast<bool>(typed.call)
-  // Plugin versions: each invocation pins the record (active) so that its module stays
-  // loaded until the last one returns. Null for registered C++ functions (nothing to pin).
+  // Plugin versions: each invocation pins the record (pins) so that its module stays loaded
+  // until the last one returns. Null for registered C++ functions (nothing to pin).
   CodeOwner* code = nullptr;
-  std::atomic<std::int64_t> active{0};
+  std::unique_ptr<PinCounter> pins;   // set with `code`
   std::atomic<bool> retiring{false};  // no route leads here any more; the unloader waits
   [[nodiscard]] bool is_typed() const noexcept { return typed_flag; }
 };

@@ -38,7 +38,9 @@ LogLevel to_level(int level) noexcept {
 }
 
 void host_respond(ember_context* c, const char* data, size_t size) {
-  state(c).response->assign(data != nullptr ? data : "", data != nullptr ? size : 0);
+  // Construct and move-assign: both inline (short responses stay in the string's own buffer);
+  // assign() would be an out-of-line call into libstdc++.
+  *state(c).response = data != nullptr ? std::string(data, size) : std::string();
 }
 
 void host_fail(ember_context* c, const char* type, const char* message) {
@@ -135,6 +137,8 @@ constexpr ember_host_api kHostApi = {
 
 const ember_host_api& host_api() noexcept { return kHostApi; }
 
+namespace {
+
 Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
                                 std::string_view payload) {
   // Returned by name on every path: the response is written straight into the caller's
@@ -154,6 +158,15 @@ Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
   if (rc != 0) [[unlikely]]
     out = tl::unexpected<Error>(plugin_failed(f, ctx, s, rc));
   return out;
+}
+
+}  // namespace
+
+BytesHandler plugin_handler(Module& m, ModuleFunction& f) {
+  // Defined here, beside call_plugin, so that the call inlines into the handler.
+  return [module = &m, fn = &f](Context& ctx, std::string_view in) {
+    return call_plugin(*module, *fn, ctx, in);
+  };
 }
 
 LifecycleScope::LifecycleScope(PluginHost* host, std::string_view plugin) noexcept

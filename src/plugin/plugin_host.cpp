@@ -196,11 +196,7 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
 std::vector<EngineCore::VersionSpec> PluginHost::specs(Module& m) {
   std::vector<EngineCore::VersionSpec> out;
   for (ModuleFunction& f : m.functions) {
-    out.push_back({f.name, f.config,
-                   [module = &m, fn = &f](Context& ctx, std::string_view in) {
-                     return call_plugin(*module, *fn, ctx, in);
-                   },
-                   &m});
+    out.push_back({f.name, f.config, plugin_handler(m, f), &m});
   }
   return out;
 }
@@ -496,10 +492,7 @@ void PluginHost::janitor() {
       continue;
     }
     for (auto it = draining_.begin(); it != draining_.end();) {
-      const bool idle = std::all_of(
-          (*it)->records.begin(), (*it)->records.end(),
-          [](const FunctionRecord* r) { return r->active.load(std::memory_order_seq_cst) == 0; });
-      if (idle) {
+      if (core_.unpinned((*it)->records)) {
         std::unique_ptr<Module> m = std::move(*it);
         it = draining_.erase(it);
         core_.log(LogLevel::kInfo, cat("plugin:", m->plugin), "",

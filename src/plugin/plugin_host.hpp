@@ -151,8 +151,7 @@ class PluginHost final {
 // The host function table given to every plugin and layer, and the bridge from a plugin
 // function to a BytesHandler (host_api.cpp).
 const ember_host_api& host_api() noexcept;
-Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
-                                std::string_view payload);
+BytesHandler plugin_handler(Module& m, ModuleFunction& f);
 // While a plugin's entry, init or shutdown runs on this thread, host log(NULL, ...) lines go
 // to that module's engine.
 class LifecycleScope final {
