@@ -2,8 +2,11 @@
 // is reported (a log line and EngineStats::modules_pinned), not silently counted as unloaded.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ember/ember.hpp"
 #include "plugin_test_support.hpp"
@@ -64,6 +67,40 @@ TEST(PluginUnmapTest, ReloadFromInsideAHandlerOrACallbackDoesNotWaitForItself) {
   EXPECT_EQ(info->functions[0].version, "3");
   EXPECT_EQ(engine.invoke("hello.tag", "").value_or("error"), "A");
   EXPECT_EQ(engine.stats().modules_pinned, 0u);
+}
+
+// Pins live in per-thread slots (pins.hpp); threads past the 64 slots share one slot with
+// locked operations. With more invoking threads than slots, reloads must still wait for every
+// invocation of the old version and never unmap code that runs.
+TEST(PluginUnmapTest, ThreadsBeyondThePinSlotsStillKeepTheirVersionLoaded) {
+  Engine engine({.workers = 2, .log_sink = [](const LogRecord&) {}});
+  ASSERT_TRUE(engine.load_plugin(plugin_file("libhello.so")));
+  auto fn = engine.function("hello.tag").value();
+  constexpr int kThreads = 80;  // > kPinSlots (64)
+  std::atomic<int> failures{0};
+  std::atomic<int> started{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      started.fetch_add(1);
+      do {
+        auto r = engine.invoke(fn, "");
+        if (!r || (*r != "A" && *r != "B")) failures.fetch_add(1);
+      } while (!stop.load());
+    });
+  }
+  while (started.load() < kThreads) std::this_thread::yield();
+  for (int i = 0; i < 8; ++i) {
+    auto info =
+        engine.reload_plugin("hello", plugin_file(i % 2 == 0 ? "libhello_b.so" : "libhello.so"));
+    ASSERT_TRUE(info) << info.error().message;
+  }
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(testing::mapped_hello_modules().size(), 1u);
+  EXPECT_EQ(engine.stats().modules_draining, 0);
 }
 
 }  // namespace
