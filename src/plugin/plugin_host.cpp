@@ -46,6 +46,36 @@ Result<void> validate_plugin_name(std::string_view who, const char* name) {
   return {};
 }
 
+// Calls a plugin's or layer's entry function and checks what every descriptor starts with:
+// not NULL, this ABI version, a struct at least as large as this ABI's.
+template <typename Descriptor>
+Result<const Descriptor*> call_entry(const Descriptor* (*entry)(const ember_host_api*),
+                                     PluginHost* host, std::string_view tag, std::string_view who,
+                                     std::string_view entry_name, std::size_t min_size) {
+  const Descriptor* d = nullptr;
+  try {
+    LifecycleScope scope(host, tag);
+    d = entry(&host_api());
+  } catch (...) {
+    return fail(ErrorCode::kPluginInvalid, cat(who, ": entry ", describe_exception()));
+  }
+  if (d == nullptr) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": ", entry_name, " returned NULL (it refused to load)"));
+  }
+  if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": built for plugin ABI version ", d->abi_version,
+                    "; this host speaks ABI version ", EMBER_PLUGIN_ABI_VERSION));
+  }
+  if (d->struct_size < min_size) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": descriptor struct_size ", d->struct_size, " is smaller than the ",
+                    min_size, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
+  }
+  return d;
+}
+
 Result<FunctionConfig> function_config(std::string_view who, std::size_t i,
                                        const ember_function_desc& d) {
   const std::string field = cat(who, ": functions[", i, "] ('", d.name, "'): ");
@@ -112,27 +142,9 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
   }
   auto m = std::make_unique<Module>();
   m->host = this;
-  const ember_plugin_descriptor* d = nullptr;
-  try {
-    LifecycleScope scope(this, path);
-    d = entry(&host_api());
-  } catch (...) {
-    return fail(ErrorCode::kPluginInvalid, cat(who, ": entry ", describe_exception()));
-  }
-  if (d == nullptr) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(who, ": ", EMBER_PLUGIN_ENTRY_NAME, " returned NULL (the plugin refused)"));
-  }
-  if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(who, ": built for plugin ABI version ", d->abi_version,
-                    "; this host speaks ABI version ", EMBER_PLUGIN_ABI_VERSION));
-  }
-  if (d->struct_size < kPluginDescriptorSize) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(who, ": descriptor struct_size ", d->struct_size, " is smaller than the ",
-                    kPluginDescriptorSize, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
-  }
+  auto entered = call_entry(entry, this, path, who, EMBER_PLUGIN_ENTRY_NAME, kPluginDescriptorSize);
+  if (!entered) return tl::unexpected<Error>(std::move(entered.error()));
+  const ember_plugin_descriptor* d = *entered;
   if (auto ok = validate_plugin_name(who, d->name); !ok) return tl::unexpected<Error>(ok.error());
   m->plugin = d->name;
   m->plugin_version = d->version != nullptr ? d->version : "";
@@ -303,27 +315,10 @@ Result<Layer*> PluginHost::acquire_layer(const Module& m, const Module::Requirem
     return fail(ErrorCode::kPluginInvalid,
                 cat(lwho, ": no entry symbol '", EMBER_LAYER_ENTRY_NAME, "'"));
   }
-  const ember_layer_descriptor* d = nullptr;
-  try {
-    LifecycleScope scope(this, req.layer);
-    d = entry(&host_api());
-  } catch (...) {
-    return fail(ErrorCode::kPluginInvalid, cat(lwho, ": entry ", describe_exception()));
-  }
-  if (d == nullptr) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(lwho, ": ", EMBER_LAYER_ENTRY_NAME, " returned NULL"));
-  }
-  if (d->abi_version != EMBER_PLUGIN_ABI_VERSION) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(lwho, ": built for plugin ABI version ", d->abi_version,
-                    "; this host speaks ABI version ", EMBER_PLUGIN_ABI_VERSION));
-  }
-  if (d->struct_size < kLayerDescriptorSize) {
-    return fail(ErrorCode::kPluginInvalid,
-                cat(lwho, ": descriptor struct_size ", d->struct_size, " is smaller than the ",
-                    kLayerDescriptorSize, " bytes ABI ", EMBER_PLUGIN_ABI_VERSION, " requires"));
-  }
+  auto entered =
+      call_entry(entry, this, req.layer, lwho, EMBER_LAYER_ENTRY_NAME, kLayerDescriptorSize);
+  if (!entered) return tl::unexpected<Error>(std::move(entered.error()));
+  const ember_layer_descriptor* d = *entered;
   if (d->name == nullptr || req.layer != d->name) {
     return fail(ErrorCode::kPluginInvalid,
                 cat(lwho, ": is layer '", d->name != nullptr ? d->name : "(NULL)", "', not '",
