@@ -10,11 +10,11 @@
  *     return 0;
  *   }
  *   static const ember_function_desc greet_fn = {
- *       sizeof(ember_function_desc), "hello.greet", greet};   // other fields: defaults
+ *       .struct_size = sizeof(ember_function_desc), .name = "hello.greet", .handler = greet};
  *   static const ember_function_desc* const functions[] = {&greet_fn};
  *   static const ember_plugin_descriptor plugin = {
- *       EMBER_PLUGIN_ABI_VERSION, sizeof(ember_plugin_descriptor), "hello", "1.0.0",
- *       functions, 1, NULL, 0};
+ *       .abi_version = EMBER_PLUGIN_ABI_VERSION, .struct_size = sizeof(ember_plugin_descriptor),
+ *       .name = "hello", .version = "1.0.0", .functions = functions, .function_count = 1};
  *   EMBER_PLUGIN_EXPORT const ember_plugin_descriptor* EMBER_PLUGIN_ENTRY(
  *       const ember_host_api* host) { (void)host; return &plugin; }
  *
@@ -163,7 +163,9 @@ typedef struct ember_function_desc {
   const char* name;         /* 1-64 of [A-Za-z0-9._-], unique in the engine */
   ember_handler_fn handler; /* required */
   /* Optional: builds the instance (state) before the function serves its first invocation;
-   * 0 on success. Runs on the thread that loads the plugin. */
+   * 0 on success. Runs on the thread that loads the plugin. One instance serves every
+   * invocation of this loaded version, concurrently: it must be thread-safe. An init that
+   * fails releases what it made itself (shutdown is not called for it). */
   int (*init)(ember_init_args* args);
   /* Optional: releases the instance after the last invocation of this version. */
   void (*shutdown)(void* instance);

@@ -268,7 +268,9 @@ class Plugin final {
   Plugin& version(std::string v) { return version_ = std::move(v), *this; }
 
   // A function served by F: a free function or a member function of the instance class
-  // (constructed from InitContext& or by default at init, deleted at shutdown).
+  // (constructed from InitContext& or by default at init, deleted at shutdown). F must name
+  // one function with exactly the handler signature: not an overload set (a handler called
+  // `read` or `sleep` clashes with POSIX's), not noexcept.
   template <auto F>
   Function function(std::string name) {
     ember_function_desc& d = functions_.emplace_back();
