@@ -19,32 +19,28 @@ ember::EngineOptions quiet() {
   return {.workers = 2, .log_sink = [](const ember::LogRecord&) {}};
 }
 
-void BM_InvokePluginInline(benchmark::State& state) {
+// Invokes `function` of the plugin in `file`, inline, with a pre-resolved handle.
+void invoke_plugin(benchmark::State& state, const char* file, const char* function) {
   ember::Engine engine(quiet());
-  if (auto ok = engine.load_plugin(kDir + "/libc_hello.so"); !ok) {
+  if (auto ok = engine.load_plugin(kDir + file); !ok) {
     state.SkipWithError(ok.error().message.c_str());
     return;
   }
-  auto fn = engine.function("c.echo").value();
+  auto fn = engine.function(function).value();
   for (auto _ : state) {
     auto r = engine.invoke(fn, "ping");
     benchmark::DoNotOptimize(r);
   }
 }
+
+void BM_InvokePluginInline(benchmark::State& state) {
+  invoke_plugin(state, "/libc_hello.so", "c.echo");
+}
 BENCHMARK(BM_InvokePluginInline)->Unit(benchmark::kNanosecond);
 
 // The same through the C++ wrapper (plugin.hpp): hello.greet builds "hello, ping".
 void BM_InvokePluginInlineCpp(benchmark::State& state) {
-  ember::Engine engine(quiet());
-  if (auto ok = engine.load_plugin(kDir + "/libhello.so"); !ok) {
-    state.SkipWithError(ok.error().message.c_str());
-    return;
-  }
-  auto fn = engine.function("hello.greet").value();
-  for (auto _ : state) {
-    auto r = engine.invoke(fn, "ping");
-    benchmark::DoNotOptimize(r);
-  }
+  invoke_plugin(state, "/libhello.so", "hello.greet");
 }
 BENCHMARK(BM_InvokePluginInlineCpp)->Unit(benchmark::kNanosecond);
 

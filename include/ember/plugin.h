@@ -52,12 +52,7 @@ extern "C" {
 #define EMBER_PLUGIN_EXPORT __attribute__((visibility("default")))
 
 /* Log levels for ember_host_api.log (the host's LogLevel). */
-enum {
-  EMBER_LOG_DEBUG = 0,
-  EMBER_LOG_INFO = 1,
-  EMBER_LOG_WARN = 2,
-  EMBER_LOG_ERROR = 3
-};
+enum { EMBER_LOG_DEBUG = 0, EMBER_LOG_INFO = 1, EMBER_LOG_WARN = 2, EMBER_LOG_ERROR = 3 };
 
 /* Dispatch of a function (ember::Dispatch): the host's default (inline), inline, or pool. */
 enum { EMBER_DISPATCH_DEFAULT = 0, EMBER_DISPATCH_INLINE = 1, EMBER_DISPATCH_POOL = 2 };
@@ -153,8 +148,8 @@ typedef struct ember_init_args {
   ember_plugin_ref* plugin;
   const char* function_name;
   const char* function_version;
-  void* instance;   /* out: handed to the handler and to shutdown */
-  char error[256];  /* out: why init failed, when it returns nonzero (NUL-terminated) */
+  void* instance;  /* out: handed to the handler and to shutdown */
+  char error[256]; /* out: why init failed, when it returns nonzero (NUL-terminated) */
 } ember_init_args;
 
 /* One function of a plugin. Zero in a config field means "the host's default". */

@@ -31,8 +31,8 @@ enum class ErrorCode : std::uint8_t {
   kPayloadTooLarge,  // request or response larger than the configured limit
   kRecursionLimit,   // nested invokes deeper than EngineOptions::max_invoke_depth
   kShuttingDown,     // the engine is shutting down or shut down
-  kNotInHandler,  // a Context call that needs a running handler (sleep_for, yield) made elsewhere
-  kInternal,      // an ember bug; please report it
+  kNotInHandler,   // a Context call that needs a running handler (sleep_for, yield) made elsewhere
+  kInternal,       // an ember bug; please report it
   kPluginInvalid,  // a plugin or layer file, descriptor or init was refused (message says why)
 };
 

@@ -458,20 +458,26 @@ void PluginHost::collect(absl::Duration drain) {
   // own, or one queued behind it on this worker); the janitor closes what is left.
   const std::int64_t deadline =
       core_.inside_engine() ? 0 : add_saturating(core_.time().now(), to_nanos(drain));
+  if (const std::size_t left = close_drained(deadline); left > 0) {
+    core_.log(LogLevel::kWarn, "", "",
+              cat("an old plugin version still has invocations after ", absl::FormatDuration(drain),
+                  " (", left, " waiting); each is unloaded when its last invocation returns"));
+    wake_janitor();
+  }
+}
+
+std::size_t PluginHost::close_drained(std::int64_t deadline) {
   for (auto it = draining_.begin(); it != draining_.end();) {
     if (core_.wait_unpinned((*it)->records, deadline)) {
       std::unique_ptr<Module> m = std::move(*it);
       it = draining_.erase(it);
       close_module(std::move(m));
     } else {
-      core_.log(LogLevel::kWarn, cat("plugin:", (*it)->plugin), "",
-                cat("plugin '", (*it)->plugin, "': an old version still has invocations after ",
-                    absl::FormatDuration(drain), "; it will be unloaded when they return"));
       ++it;
     }
   }
   count_objects();
-  if (!draining_.empty()) wake_janitor();
+  return draining_.size();
 }
 
 void PluginHost::wake_janitor() {
@@ -486,18 +492,7 @@ void PluginHost::janitor() {
       janitor_cv_.wait(lock);
       continue;
     }
-    for (auto it = draining_.begin(); it != draining_.end();) {
-      if (core_.unpinned((*it)->records)) {
-        std::unique_ptr<Module> m = std::move(*it);
-        it = draining_.erase(it);
-        core_.log(LogLevel::kInfo, cat("plugin:", m->plugin), "",
-                  cat("plugin '", m->plugin, "': an old version drained late; unloading it"));
-        close_module(std::move(m));
-        count_objects();
-      } else {
-        ++it;
-      }
-    }
+    close_drained(0);  // no waiting: just the ones whose last invocation has returned
     // Real time, not the engine's clock: this only bounds how late a drained module goes.
     janitor_cv_.wait_for(lock, std::chrono::milliseconds(5));
   }
@@ -590,7 +585,6 @@ Result<void> PluginHost::unload(std::string_view name) {
   count_objects();
   unwatch(d->name);
   core_.withdraw(d.get());
-  core_.sweep();
   for (auto& m : d->modules) draining_.push_back(std::move(m));
   d->modules.clear();
   collect(d->options.drain_timeout);

@@ -117,6 +117,9 @@ class PluginHost final {
   // Retires versions no route leads to; closes modules left without live versions once they
   // drain (waiting up to `drain`), or later if they do not.
   void collect(absl::Duration drain);
+  // Closes the draining modules no invocation pins any more, waiting for each until
+  // `deadline` (engine time; 0: not at all). Returns how many are left.
+  std::size_t close_drained(std::int64_t deadline);
   std::vector<EngineCore::VersionSpec> specs(Module& m);
   PluginInfo describe(const Deployment& d, const Module& m) const;
   void watch(Deployment& d);

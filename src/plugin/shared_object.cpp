@@ -82,6 +82,8 @@ Result<void> check_elf(const std::string& path, std::string_view what) {
 }
 
 // Copies `from` to a new file `to` (which must not exist), readable and executable by us only.
+// Not std::filesystem::copy_file: that copies the source's mode, and a world-writable copy in
+// a shared /tmp could be rewritten by someone else between our checks and dlopen.
 Result<void> copy_file(const std::string& from, const std::string& to) {
   const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return fail(ErrorCode::kPluginInvalid, std::strerror(errno));
