@@ -44,6 +44,8 @@ class EngineCore final {
   Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
                                            BytesHandler bytes, TypedHandler typed);
   Result<FunctionHandle> find(std::string_view name) const;
+  // The route of exactly that key, or nullptr (lock-free; the by-name invoke's fast path).
+  [[nodiscard]] Route* route(std::string_view key) const noexcept { return registry_.find(key); }
 
   // ---- Deploys (plugins, versions, aliases): deploy.cpp. Serialised by config_mu_. ----
   struct VersionSpec {
