@@ -56,6 +56,11 @@ class EMBER_EXPORT Context final {
   [[nodiscard]] int memory_limit_mb() const noexcept;
   // Nesting depth: 0 for an invocation from outside any handler.
   [[nodiscard]] int depth() const noexcept;
+  // This invocation's place in its trace: its trace id and own span id, and whether it is
+  // recorded. Invalid (all zero) when it belongs to no trace. Pass it on as
+  // InvokeOptions::trace to continue the trace elsewhere (invokes from this handler do so
+  // themselves).
+  [[nodiscard]] TraceContext trace() const noexcept;
   // Caller-supplied key/values (InvokeOptions::client_context); empty if none.
   [[nodiscard]] const ClientContext& client_context() const noexcept;
 
@@ -93,7 +98,8 @@ class EMBER_EXPORT Context final {
 template <typename Out, typename In>
 Result<Out> Context::invoke(FunctionHandle fn, const In& in, const InvokeOptions& options) {
   Result<Out> out = tl::unexpected<Error>(Error{ErrorCode::kInternal, "no result"});
-  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>};
+  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>,
+                         &detail::typed_error_of<Out>};
   if (auto admitted = invoke_typed(fn, call, options); !admitted) {
     return tl::unexpected<Error>(std::move(admitted.error()));
   }

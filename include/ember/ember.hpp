@@ -10,5 +10,6 @@
 #include "ember/context.hpp"
 #include "ember/engine.hpp"
 #include "ember/function.hpp"
+#include "ember/observe.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"

@@ -29,6 +29,7 @@
 #include "ember/deploy.hpp"
 #include "ember/export.hpp"
 #include "ember/function.hpp"
+#include "ember/observe.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"
 
@@ -157,6 +158,21 @@ class EMBER_EXPORT Engine final {
 
   [[nodiscard]] EngineStats stats() const;
 
+  // ---- Observability (ember/observe.hpp) ----
+
+  // Every function's metrics and the engine's totals, summed from per-thread shards. Thread-safe
+  // and lock-free against invokes (it takes the registration lock, not the invoke path's).
+  [[nodiscard]] MetricsSnapshot metrics() const;
+  // The spans recorded since the last call (EngineOptions::trace_sample_rate), oldest first.
+  [[nodiscard]] std::vector<Span> take_spans();
+  // Subscribes `observer` to the lifecycle events in `mask`; returns the subscription's id.
+  // kInvalidArgument for a null observer or an empty mask. The engine holds the observer
+  // until it is destroyed (a call in flight may still reach it just after unsubscribe).
+  Result<std::uint64_t> subscribe(std::shared_ptr<LifecycleObserver> observer,
+                                  LifecycleEventMask mask = kAllLifecycleEvents);
+  // kNotFound if there is no such subscription.
+  Result<void> unsubscribe(std::uint64_t subscription);
+
  private:
   friend class Context;
   Result<FunctionHandle> register_typed(std::string_view name, FunctionConfig config,
@@ -184,7 +200,8 @@ Result<FunctionHandle> Engine::register_function(std::string_view name, Function
 template <typename Out, typename In>
 Result<Out> Engine::invoke(FunctionHandle fn, const In& in, const InvokeOptions& options) {
   Result<Out> out = tl::unexpected<Error>(Error{ErrorCode::kInternal, "no result"});
-  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>};
+  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>,
+                         &detail::typed_error_of<Out>};
   if (auto admitted = invoke_typed(fn, call, options); !admitted) {
     return tl::unexpected<Error>(std::move(admitted.error()));
   }

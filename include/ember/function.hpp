@@ -74,11 +74,18 @@ struct TypedCall {
   const void* in;
   void* out;                              // a Result<Out>
   void (*set_error)(void* out, Error&&);  // stores an Error into *out
+  const Error* (*error_of)(const void* out);  // the Error in *out, or nullptr if it holds a value
 };
 
 template <typename Out>
 void set_typed_error(void* out, Error&& error) {
   *static_cast<Result<Out>*>(out) = tl::unexpected<Error>(std::move(error));
+}
+
+template <typename Out>
+const Error* typed_error_of(const void* out) {
+  const auto& r = *static_cast<const Result<Out>*>(out);
+  return r.has_value() ? nullptr : &r.error();
 }
 
 }  // namespace detail

@@ -38,18 +38,63 @@ enum class Dispatch : std::uint8_t {
 
 enum class LogLevel : std::uint8_t { kDebug, kInfo, kWarn, kError };
 
-// One log line, as handed to a LogSink.
+// Lambda's two log formats (its LoggingConfig.LogFormat): plain text, or one JSON object per line.
+enum class LogFormat : std::uint8_t { kText, kJson };
+
+// What a log line is (LogRecord::kind).
+enum class LogKind : std::uint8_t {
+  kHandler,  // Context::log from a handler (or a plugin's log)
+  kEngine,   // the engine's own lines: timeouts ("Task timed out after 3.00 seconds"), overruns
+  kStart,    // START RequestId: ... Version: ...   (FunctionConfig::report_logs)
+  kEnd,      // END RequestId: ...
+  kReport,   // REPORT RequestId: ... Duration: ... (LogRecord::report has the figures)
+};
+
+// The figures of a REPORT line.
+struct InvocationReport {
+  std::int64_t duration_ns = 0;
+  std::int64_t billed_duration_ms = 0;  // the duration rounded up to a whole millisecond
+  int memory_size_mb = 0;               // FunctionConfig::memory_mb
+  int max_memory_used_mb = 0;           // the process's peak resident set (see README)
+  std::optional<std::int64_t> init_duration_ns;  // only on a cold start
+};
+
+// One log line, as handed to a LogSink. The views are valid during the sink call only.
 struct LogRecord {
   LogLevel level = LogLevel::kInfo;
   std::string_view function;    // empty for engine-level lines
   std::string_view request_id;  // empty for engine-level lines
-  std::string_view message;
+  std::string_view message;     // empty for START/END/REPORT (their fields say it all)
+  LogKind kind = LogKind::kHandler;
+  absl::Time time;              // on the engine's clock
+  std::string_view version;     // the function version (START; others when known)
+  const InvocationReport* report = nullptr;  // kReport only
 };
 
-// Receives every log line of an engine: handler lines (Context::log) and the engine's own
-// (timeouts, overrunning handlers). Called from worker and caller threads at once: it must be
-// thread-safe. The default writes "<level>\t<request id>\t<function>\t<message>" to stderr.
+// Receives every log line of an engine: handler lines (Context::log), the engine's own
+// (timeouts, overrunning handlers) and START/END/REPORT of functions that ask for them.
+// Called from worker and caller threads at once: it must be thread-safe. A sink that throws
+// loses that line (counted as dropped, and told to lifecycle observers). The default writes
+// format_log_line(record, EngineOptions::log_format) and a newline to stderr.
 using LogSink = std::function<void(const LogRecord&)>;
+
+// A trace id is 128 bits, as W3C trace context and X-Ray (hi, lo); span ids 64 bits. Zero is
+// "none".
+struct TraceId {
+  std::uint64_t hi = 0;
+  std::uint64_t lo = 0;
+  [[nodiscard]] bool valid() const noexcept { return (hi | lo) != 0; }
+  friend bool operator==(const TraceId&, const TraceId&) = default;
+};
+
+// Where an invocation sits in a trace, as carried across an invoke (InvokeOptions::trace) or
+// read from a running handler (Context::trace()).
+struct TraceContext {
+  TraceId trace_id;
+  std::uint64_t span_id = 0;  // the parent's span (on an invoke), or this invocation's own
+  bool sampled = false;
+  [[nodiscard]] bool valid() const noexcept { return trace_id.valid(); }
+};
 
 // Caller-supplied key/values handed to the handler (Lambda's client context).
 using ClientContext = std::vector<std::pair<std::string, std::string>>;
@@ -73,8 +118,18 @@ struct EngineOptions {
   absl::Duration spin_before_park = absl::Microseconds(250);
   // Time source. nullptr = the engine's own monotonic clock. Must outlive the engine.
   Clock* clock = nullptr;
-  // Where log lines go. Empty = stderr.
+  // Where log lines go. Empty = stderr, formatted as log_format says.
   LogSink log_sink;
+  LogFormat log_format = LogFormat::kText;
+  // Per-function metrics (observe.hpp). Off, the invoke path skips them entirely; the
+  // snapshot then has every counter and histogram at zero (gauges still read).
+  bool metrics = true;
+  // Share of root invocations (those not made from a handler) whose trace is recorded, 0..1.
+  // Children follow their root's decision; an invoke that passes a sampled
+  // InvokeOptions::trace is recorded whatever the rate. 0 = tracing off (no cost).
+  double trace_sample_rate = 0.0;
+  // Spans kept until Engine::take_spans(); past this the newest are dropped and counted.
+  std::size_t trace_buffer_spans = 65536;
 };
 
 struct FunctionConfig {
@@ -92,6 +147,9 @@ struct FunctionConfig {
   // How long an invoke_async waits for a concurrency slot before failing with kTimeout. This is
   // separate from `timeout`, which starts when the handler is admitted.
   absl::Duration max_queue_wait = absl::Seconds(1);
+  // Write START / END / REPORT lines around each invocation (Lambda's platform lines). Off by
+  // default: they cost a few hundred nanoseconds each.
+  bool report_logs = false;
 };
 
 struct InvokeOptions {
@@ -104,6 +162,10 @@ struct InvokeOptions {
   // Handed to the handler as Context::client_context(). Sync invokes use it in place; async
   // invokes copy it. May be nullptr.
   const ClientContext* client_context = nullptr;
+  // The trace this invoke belongs to (e.g. from an incoming request's headers): the
+  // invocation becomes a child of trace.span_id, and is recorded if trace.sampled. Ignored
+  // inside a handler, whose own trace the invoke joins.
+  TraceContext trace;
 };
 
 }  // namespace ember

@@ -57,6 +57,8 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
     inv.timeout_ns =
         std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
   const std::int64_t now = time_.now();  // the one clock read of an async invoke
+  pc->enqueued_ns = now;
+  prepare_observe(inv, options, parent);  // a handler's async invokes join its trace
   if (parent != nullptr) {
     inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - now));
   }
@@ -80,6 +82,9 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
       break;
   }
   throttles_.fetch_add(1, std::memory_order_relaxed);
+  count(fn, [](MetricShard& s) {
+    s.throttles[static_cast<int>(ThrottleReason::kQueueFull)].add();
+  });
   const std::string limit = fn->gate->description();
   pc->callback = nullptr;
   pc->refs.store(1, std::memory_order_relaxed);
@@ -91,6 +96,7 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
 
 void EngineCore::start_async(PendingCall* pc, std::int64_t now) {
   Invocation& inv = pc->inv;
+  count_started(inv.fn);
   inv.deadline = add_saturating(now, inv.timeout_ns);
   // The timer thread watches this deadline while a worker runs the handler, so a handler that
   // never yields cannot keep its callback waiting past it (on_overdue).
@@ -131,6 +137,7 @@ void EngineCore::on_queue_timeout(Timer* t) {
   FunctionRecord& fn = *pc->inv.fn;
   if (fn.gate->remove(&pc->gate_link)) {
     core.timeouts_.fetch_add(1, std::memory_order_relaxed);
+    core.count(&fn, [](MetricShard& s) { s.async_dropped.add(); });
     pc->state.fetch_or(kStarted | kReleasedTimeout);
     auto callback = std::move(pc->callback);
     callback(

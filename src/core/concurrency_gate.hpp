@@ -40,6 +40,9 @@ class ConcurrencyGate final {
       if (used >= limit_.load(std::memory_order_relaxed)) return false;
     } while (!in_use_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst,
                                             std::memory_order_relaxed));
+    // The high-water mark shares in_use_'s cache line, which the CAS just took.
+    if (used + 1 > max_in_use_.load(std::memory_order_relaxed)) [[unlikely]]
+      raise_max(used + 1);
     return true;
   }
   // Gives a slot back; hands it to the oldest waiter if there is one.
@@ -66,6 +69,10 @@ class ConcurrencyGate final {
   [[nodiscard]] std::int64_t in_use() const noexcept {
     return in_use_.load(std::memory_order_relaxed);
   }
+  // The most slots ever in use at once.
+  [[nodiscard]] std::int64_t max_in_use() const noexcept {
+    return max_in_use_.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] std::int64_t waiting() const noexcept {
     return waiting_.load(std::memory_order_relaxed);
   }
@@ -75,8 +82,14 @@ class ConcurrencyGate final {
  private:
   void hand_off();
   void unlink(GateWaiter* w);
+  void raise_max(std::int64_t v) noexcept {
+    std::int64_t m = max_in_use_.load(std::memory_order_relaxed);
+    while (v > m && !max_in_use_.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
+    }
+  }
 
   alignas(64) std::atomic<std::int64_t> in_use_{0};
+  std::atomic<std::int64_t> max_in_use_{0};
   std::atomic<std::int64_t> limit_;
   std::atomic<std::int64_t> waiting_{0};
   const std::string description_;

@@ -41,8 +41,11 @@ const ClientContext& Context::client_context() const noexcept {
 }
 
 void Context::log(LogLevel level, std::string_view message) const {
-  inv_->core->log(level, inv_->fn->name, request_id(), message);
+  inv_->core->log(level, inv_->fn->name, request_id(), message, LogKind::kHandler,
+                  inv_->fn->version);
 }
+
+TraceContext Context::trace() const noexcept { return EngineCore::trace_of(*inv_); }
 
 Result<std::string> Context::invoke(FunctionHandle fn, std::string_view payload,
                                     const InvokeOptions& options) {

@@ -88,6 +88,7 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
     auto record = std::make_unique<FunctionRecord>();
     record->owner = this;
     record->entry = entry;
+    record->stats = entry->stats.get();
     record->name = spec.name;
     record->version = cat(entry->next_version++);
     record->config = spec.config;
@@ -97,6 +98,7 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
     record->bytes = spec.handler;
     record->code = spec.code;
     if (spec.code != nullptr) record->pins = std::make_unique<PinCounter>();
+    if (spec.init_ns) set_cold(record.get(), *spec.init_ns);  // before any route leads here
     const std::int64_t reserve = spec.config.reserved_concurrency.value_or(0);
     if (reserve > 0) {
       record->gate = reserve_gate(*entry, reserve);

@@ -13,29 +13,13 @@
 
 namespace ember::detail {
 
-namespace {
-
-std::string_view level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug:
-      return "DEBUG";
-    case LogLevel::kInfo:
-      return "INFO";
-    case LogLevel::kWarn:
-      return "WARN";
-    case LogLevel::kError:
-      return "ERROR";
-  }
-  return "INFO";
-}
-
-}  // namespace
 
 EngineCore::EngineCore(EngineOptions options)
     : options_(std::move(options)),
       request_nonce_(absl::Uniform<std::uint64_t>(absl::BitGen())),
       time_(options_.clock),
-      unreserved_("unreserved concurrency pool", 0, &EngineCore::admit_waiter, this) {
+      unreserved_("unreserved concurrency pool", 0, &EngineCore::admit_waiter, this),
+      metrics_(options_.metrics) {
   if (options_.workers == 0) {
     options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
@@ -47,6 +31,7 @@ EngineCore::EngineCore(EngineOptions options)
   }
   unreserved_.set_limit(options_.concurrency_limit);
   gates_.push_back(&unreserved_);
+  init_observe();
   scheduler_ =
       std::make_unique<Scheduler>(time_, options_.workers, to_nanos(options_.spin_before_park));
   scheduler_->watch_running_tasks(&EngineCore::on_overdue, this);
@@ -82,6 +67,12 @@ Result<void> EngineCore::validate(const EngineOptions& o) const {
     return bad("max_async_payload", o.max_async_payload, "must be positive");
   if (o.max_queued_per_function < 0) {
     return bad("max_queued_per_function", o.max_queued_per_function, "must not be negative");
+  }
+  if (!(o.trace_sample_rate >= 0.0 && o.trace_sample_rate <= 1.0)) {
+    return bad("trace_sample_rate", o.trace_sample_rate, "must be 0..1");
+  }
+  if (o.trace_buffer_spans == 0) {
+    return bad("trace_buffer_spans", o.trace_buffer_spans, "must be positive");
   }
   if (o.spin_before_park < absl::ZeroDuration()) {
     return bad("spin_before_park", absl::FormatDuration(o.spin_before_park),
@@ -148,6 +139,7 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
   FunctionEntry* entry = registry_.make_entry(name, this);
   entry->registered = true;
   record->entry = entry;
+  record->stats = entry->stats.get();
   record->gate = reserve > 0 ? reserve_gate(*entry, reserve) : &unreserved_;
   FunctionRecord* published = registry_.adopt(std::move(record));
   entry->versions.push_back(published);
@@ -255,14 +247,28 @@ EngineStats EngineCore::stats() const {
 }
 
 void EngineCore::log(LogLevel level, std::string_view function, std::string_view request_id,
-                     std::string_view message) const {
-  if (options_.log_sink) {
-    options_.log_sink(LogRecord{level, function, request_id, message});
+                     std::string_view message, LogKind kind, std::string_view version,
+                     const InvocationReport* report) const {
+  LogRecord record;
+  record.level = level;
+  record.function = function;
+  record.request_id = request_id;
+  record.message = message;
+  record.kind = kind;
+  record.time = time_.to_time(time_.now());
+  record.version = version;
+  record.report = report;
+  if (!options_.log_sink) {
+    std::string line = format_log_line(record, options_.log_format);
+    line.push_back('\n');
+    std::fwrite(line.data(), 1, line.size(), stderr);
     return;
   }
-  std::string line = cat(level_name(level), "\t", request_id.empty() ? "-" : request_id, "\t",
-                         function.empty() ? "-" : function, "\t", message, "\n");
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  try {
+    options_.log_sink(record);
+  } catch (...) {
+    logs_dropped(1, "the log sink threw");
+  }
 }
 
 void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const noexcept {
@@ -299,6 +305,13 @@ void EngineCore::shutdown(absl::Duration drain) {
     ~ClearOwner() { owner.store(std::thread::id(), std::memory_order_release); }
   } clear_owner{shutdown_thread_};
   shutting_down_.store(true, std::memory_order_seq_cst);
+  if (!shutdown_told_.exchange(true) && wants(LifecycleEventType::kShutdown)) {
+    LifecycleEvent e;
+    e.type = LifecycleEventType::kShutdown;
+    e.time = time_.to_time(time_.now());
+    e.reason = "shutdown";  // Engine::shutdown() or the engine's destructor
+    emit(e);
+  }
 
   // Async invokes still waiting for a slot never started: they end now.
   std::vector<ConcurrencyGate*> gates;
@@ -311,6 +324,7 @@ void EngineCore::shutdown(absl::Duration drain) {
       auto* pc = static_cast<PendingCall*>(w->owner);
       if (scheduler_->timer_thread().cancel(&pc->queue_timer)) unref(pc);
       pc->state.fetch_or(kStarted | kReleasedShutdown);
+      count(pc->inv.fn, [](MetricShard& s) { s.async_dropped.add(); });
       pc->callback(tl::unexpected<Error>(release_error(*pc, kReleasedShutdown)));
       pc->callback = nullptr;
       unpin(pc->inv.fn);  // it never ran

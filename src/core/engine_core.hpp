@@ -26,6 +26,7 @@
 #include "core/invocation.hpp"
 #include "core/registry.hpp"
 #include "ember/engine.hpp"
+#include "ember/observe.hpp"
 #include "sched/parker.hpp"
 #include "sched/scheduler.hpp"
 #include "sched/time_source.hpp"
@@ -34,6 +35,9 @@ namespace ember::detail {
 
 class EngineCore final {
  public:
+  // How an invocation ended, for metrics.
+  enum class Outcome : std::uint8_t { kOk, kError, kTimeout };
+
   explicit EngineCore(EngineOptions options);
   ~EngineCore();
   EngineCore(const EngineCore&) = delete;
@@ -53,6 +57,8 @@ class EngineCore final {
     FunctionConfig config;
     BytesHandler handler;
     CodeOwner* code = nullptr;  // pinned by each invocation
+    // A freshly initialised version: its first invocation is a cold start reporting this.
+    std::optional<std::int64_t> init_ns;
   };
   // Publishes one new version of each function for `deployer` (an opaque owner: the plugin)
   // and points each function's latest route at it; the deployer's functions missing from
@@ -103,12 +109,35 @@ class EngineCore final {
   void shutdown(absl::Duration drain);
   [[nodiscard]] EngineStats stats() const;
 
+  // ---- Observability: observe_hooks.cpp ----
+  [[nodiscard]] MetricsSnapshot metrics() const;
+  std::vector<Span> take_spans();
+  std::uint64_t subscribe(std::shared_ptr<LifecycleObserver> observer, LifecycleEventMask mask);
+  bool unsubscribe(std::uint64_t id);
+  // Tells the subscribers of event.type (cheap when there are none).
+  void emit(const LifecycleEvent& event) const;
+  // True if some subscription wants events of type t (check before building one).
+  [[nodiscard]] bool wants(LifecycleEventType t) const noexcept {
+    const Observers* list = observers_.load(std::memory_order_acquire);
+    return list != nullptr && (list->mask & lifecycle_mask(t)) != 0;
+  }
+  // Counts lost log lines and tells the observers.
+  void logs_dropped(std::uint64_t n, std::string_view reason) const;
+  // The plugin host around a version's init, and once it is published.
+  void observe_init_start(std::string_view function, std::string_view version);
+  void observe_init_report(std::string_view function, std::string_view version,
+                           std::int64_t duration_ns, const Error* error);
+  void set_cold(FunctionRecord* record, std::int64_t init_ns) noexcept;
+  // What Context::trace() returns.
+  [[nodiscard]] static TraceContext trace_of(const Invocation& inv) noexcept;
+
   // Context support.
   TimeSource& time() noexcept { return time_; }
   Engine& engine() noexcept { return *engine_; }
   void set_engine(Engine* e) noexcept { engine_ = e; }
   void log(LogLevel level, std::string_view function, std::string_view request_id,
-           std::string_view message) const;
+           std::string_view message, LogKind kind = LogKind::kEngine,
+           std::string_view version = {}, const InvocationReport* report = nullptr) const;
   [[nodiscard]] bool draining_over() const noexcept {
     return drain_over_.load(std::memory_order_relaxed);
   }
@@ -152,8 +181,10 @@ class EngineCore final {
   // On the fiber.
   static void run_task(Task* t);
   static void abandon_task(Task* t);
-  void call_handler(Invocation& inv);  // lets forced_unwind through
-  void finish_pooled(PendingCall* pc, bool ran);
+  Outcome call_handler(Invocation& inv);  // lets forced_unwind through
+  // Delivers the outcome; returns the state's release bits (kReleased*: the caller was
+  // released before the result was ready). pc may be recycled on return.
+  std::uint64_t finish_pooled(PendingCall* pc, bool ran);
   void release_slot(FunctionRecord* fn) noexcept {
     fn->gate->release();
     if (shutting_down_.load(std::memory_order_relaxed)) drain_parker_.unpark();
@@ -207,6 +238,59 @@ class EngineCore final {
   static void on_fiber_wait_deadline(Timer* t);
   static void on_queue_timeout(Timer* t);
 
+  // ---- Metrics and observation (invoke.cpp, observe_hooks.cpp) ----
+  // This thread's shard of fn's metrics; nullptr if metrics are off or this thread has no pin
+  // slot of its own (then count_locked).
+  [[gnu::always_inline]] MetricShard* metric_shard(FunctionRecord* fn) noexcept {
+    if (!metrics_) return nullptr;
+    const int slot = pin_slot();
+    return slot < kPinSlots ? &fn->stats->shard(slot) : nullptr;
+  }
+  // Counts an admitted invocation about to run (ConcurrentExecutions).
+  void count_started(FunctionRecord* fn);
+  // Counts an ended invocation: duration < 0 when it never ran.
+  [[gnu::always_inline]] static void count_end(MetricShard& s, Outcome outcome, bool cold,
+                                               std::int64_t duration) noexcept {
+    s.invocations.add();
+    std::atomic_thread_fence(std::memory_order_release);  // before what qualifies it
+    if (outcome != Outcome::kOk) [[unlikely]] {
+      s.errors.add();
+      if (outcome == Outcome::kTimeout) s.timeouts.add();
+      std::atomic_thread_fence(std::memory_order_release);
+    }
+    if (cold) [[unlikely]]
+      s.cold_starts.add();
+    if (duration >= 0) [[likely]]
+      s.duration.record(static_cast<std::uint64_t>(duration));
+  }
+  void count_end_any(FunctionRecord* fn, Outcome outcome, bool cold, std::int64_t duration);
+  template <typename F>
+  void count(FunctionRecord* fn, F&& f) {
+    if (metrics_) fn->stats->write(std::forward<F>(f));
+  }
+  // Decides at the invoke site whether this invocation takes the observed path (logs, trace,
+  // lifecycle events): one test when nothing is on.
+  [[gnu::always_inline]] void prepare_observe(Invocation& inv, const InvokeOptions& options,
+                                              const Invocation* parent) {
+    const std::uint8_t want = hooks_.load(std::memory_order_relaxed) |
+                              static_cast<std::uint8_t>(inv.fn->config.report_logs) |
+                              static_cast<std::uint8_t>(options.trace.trace_id.valid()) |
+                              (parent != nullptr ? parent->observe : std::uint8_t{0});
+    inv.observe = 0;
+    if (want != 0) [[unlikely]]
+      prepare_observed(inv, options.trace, parent);
+  }
+  [[gnu::cold, gnu::noinline]] void prepare_observed(Invocation& inv, const TraceContext& in,
+                                                     const Invocation* parent);
+  [[gnu::cold, gnu::noinline]] void observe_start(Invocation& inv);
+  [[gnu::cold, gnu::noinline]] void observe_end(Invocation& inv, std::int64_t end,
+                                                Outcome outcome);
+  Outcome outcome_of(const Invocation& inv) const noexcept;
+  const Error* error_of(const Invocation& inv) const noexcept;
+  void record_span(const Invocation& inv, std::int64_t end, Outcome outcome);
+
+  void init_observe();
+
   [[nodiscard]] std::int64_t in_flight() const;
   [[nodiscard]] std::int64_t calls_in_use();
 
@@ -237,6 +321,37 @@ class EngineCore final {
   std::mutex calls_mu_;
   std::vector<std::unique_ptr<PendingCall>> all_calls_;  // guarded by calls_mu_
   moodycamel::ConcurrentQueue<PendingCall*> free_calls_;
+  // Observability (observe_hooks.cpp).
+  const bool metrics_;
+  // kHook* bits: whether any invocation needs the observed path regardless of its function.
+  static constexpr std::uint8_t kHookEvents = kObserveEvents;  // invoke events subscribed
+  static constexpr std::uint8_t kHookSampling = kObserveTrace;  // trace_sample_rate > 0
+  std::atomic<std::uint8_t> hooks_{0};
+  std::uint64_t sample_threshold_ = 0;  // a root is sampled if a random u64 < this (rate 1: all)
+  mutable std::atomic<std::uint64_t> logs_dropped_{0};
+  struct Observers {  // an immutable list of subscriptions
+    struct Subscription {
+      std::uint64_t id;
+      LifecycleEventMask mask;
+      std::shared_ptr<LifecycleObserver> observer;
+    };
+    std::vector<Subscription> subscriptions;
+    LifecycleEventMask mask = 0;  // the union
+  };
+  std::atomic<const Observers*> observers_{nullptr};
+  std::mutex observers_mu_;  // serialises subscribe/unsubscribe; guards retired_observers_
+  std::vector<std::unique_ptr<const Observers>> retired_observers_;  // kept: readers may hold them
+  std::uint64_t next_subscription_ = 1;                               // guarded by observers_mu_
+  struct SpanBuffer {
+    explicit SpanBuffer(std::size_t cap) : capacity(cap) {}
+    const std::size_t capacity;
+    std::mutex mu;
+    std::vector<Span> spans;                                         // guarded by mu
+    std::uint64_t dropped = 0;                                       // guarded by mu
+    std::vector<std::pair<std::thread::id, std::uint32_t>> callers;  // guarded by mu
+  };
+  std::unique_ptr<SpanBuffer> spans_;
+  std::atomic<bool> shutdown_told_{false};
   // Last: destroyed first, so workers are joined before anything they touch goes away.
   std::unique_ptr<Scheduler> scheduler_;
 };

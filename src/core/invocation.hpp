@@ -24,6 +24,12 @@ namespace ember::detail {
 
 struct PendingCall;
 
+// Invocation::observe bits.
+inline constexpr std::uint8_t kObserveLogs = 1;    // START/END/REPORT lines
+inline constexpr std::uint8_t kObserveSpan = 2;    // record a span
+inline constexpr std::uint8_t kObserveEvents = 4;  // tell lifecycle observers
+inline constexpr std::uint8_t kObserveTrace = 8;   // carries a trace id (maybe not sampled)
+
 struct Invocation : Task {
   EngineCore* core = nullptr;
   FunctionRecord* fn = nullptr;
@@ -45,6 +51,13 @@ struct Invocation : Task {
   Fiber* waiting_parent = nullptr;
   // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
   std::atomic<bool> abandoned{false};
+  // Metrics and observation.
+  std::int64_t start_ns = 0;       // when the handler started (engine time)
+  MetricShard* shard = nullptr;    // inline: this thread's shard of the function, if metrics on
+  std::uint8_t observe = 0;        // kObserve* bits: the slow path at start and end
+  bool cold = false;               // the cold start of its version
+  std::uint64_t parent_span = 0;   // traced: the parent span (0 for a root)
+  TraceContext trace;              // traced: its trace and own span id; sampled: recorded
   mutable char request_id[37];  // formatted on first use; [0] == 0 until then
 };
 
@@ -79,6 +92,7 @@ struct PendingCall {
   CallTimer deadline_timer;        // a waiting fiber's deadline, on its home executor
   CallTimer queue_timer;           // TimerThread: max queue wait of an async invoke
   std::int64_t queue_wait_ns = 0;  // max queue wait of an async invoke
+  std::int64_t enqueued_ns = 0;    // when an async invoke was made (AsyncEventAge)
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...
   ClientContext client_context_copy;  // ...and client context

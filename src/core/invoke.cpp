@@ -50,6 +50,9 @@ PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
 Error EngineCore::throttled(const FunctionRecord& fn) {
   throttles_.fetch_add(1, std::memory_order_relaxed);
   const ConcurrencyGate& g = *fn.gate;
+  const int reason = static_cast<int>(&g == &unreserved_ ? ThrottleReason::kUnreservedConcurrency
+                                                         : ThrottleReason::kReservedConcurrency);
+  count(const_cast<FunctionRecord*>(&fn), [&](MetricShard& s) { s.throttles[reason].add(); });
   return Error{
       ErrorCode::kThrottled,
       cat("function '", fn.name, "' throttled: ", g.description(), " (", g.limit(), ") is in use",
@@ -190,16 +193,27 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
   inv.fn = fn;
   inv.parent = parent;
   inv.depth = parent != nullptr ? parent->depth + 1 : 0;
-  // Clock read 1 of 2, precise: the deadline must never fire early.
-  inv.deadline = deadline_for(*fn, options, parent, time_.now(), 0, &inv.timeout_ns);
+  // Clock read 1 of 2, precise: the deadline must never fire early. It is also the start of
+  // the Duration metric.
+  inv.start_ns = time_.now();
+  inv.deadline = deadline_for(*fn, options, parent, inv.start_ns, 0, &inv.timeout_ns);
   inv.payload = payload;
   inv.typed = typed;
   inv.client_context = options.client_context;
   inv.out = &out;
   inv.request_id[0] = '\0';
+  // Metrics: this thread's shard, written again when the handler returns (same thread).
+  inv.shard = metric_shard(fn);
+  if (inv.shard != nullptr) [[likely]] {
+    inv.shard->started.add();
+  } else if (metrics_) {
+    count_started(fn);
+  }
+  prepare_observe(inv, options, parent);
 
   Fiber* f = scheduler_->acquire_fiber(fn->stack_size);
   if (f == nullptr) [[unlikely]] {
+    count_end_any(fn, Outcome::kError, false, -1);
     release_slot(fn);
     return fail(ErrorCode::kInternal,
                 cat("function '", fn->name, "': could not map a fiber stack of ", fn->stack_size,
@@ -232,34 +246,73 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
 void EngineCore::run_task(Task* t) {
   auto& inv = *static_cast<Invocation*>(t);
   EngineCore& core = *inv.core;
+  FunctionRecord* fn = inv.fn;
   inv.fiber = current_fiber();
   inv.sequence = inv.fiber->next_sequence();
+  // The first invocation of a freshly initialised version is its cold start.
+  if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
+    inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
   if (inv.pending != nullptr) {
     PendingCall* pc = inv.pending;
     const std::uint64_t before = pc->state.fetch_or(kStarted, std::memory_order_seq_cst);
     const bool run = (before & kReleased) == 0;
+    Outcome outcome = (before & kReleasedTimeout) != 0 ? Outcome::kTimeout : Outcome::kError;
+    std::int64_t duration = -1;
     if (run) {
-      // Too late to start? (The coarse clock lags, so a task may start up to one tick late;
-      // the timer thread then releases its caller at once.)
-      if (core.time_.now_coarse() >= inv.deadline) {
-        core.set_error(inv,
-                       core.timeout_error(*inv.fn, inv.timeout_ns));  // waited too long to start
+      const std::int64_t start = core.time_.now();
+      if (pc->waiter == WaiterKind::kCallback && core.metrics_) {
+        const auto age = static_cast<std::uint64_t>(std::max<std::int64_t>(0, start - pc->enqueued_ns));
+        core.count(fn, [&](MetricShard& s) { s.async_age_shard().record(age); });
+      }
+      if (start >= inv.deadline) {
+        // Waited too long to start: the timer thread releases its caller at once.
+        core.set_error(inv, core.timeout_error(*fn, inv.timeout_ns));
         core.timeouts_.fetch_add(1, std::memory_order_relaxed);
+        outcome = Outcome::kTimeout;
       } else {
-        core.call_handler(inv);
+        inv.start_ns = start;
+        if (inv.observe != 0) [[unlikely]]
+          core.observe_start(inv);
+        outcome = core.call_handler(inv);
+        const std::int64_t end = core.time_.now();
+        duration = end - start;
+        if (inv.observe != 0) [[unlikely]]
+          core.observe_end(inv, end, outcome);  // before finish_pooled: pc may be recycled
       }
     }
-    core.release_slot(inv.fn);
-    core.finish_pooled(pc, run);
+    const bool cold = inv.cold;
+    core.release_slot(fn);
+    const std::uint64_t released = core.finish_pooled(pc, run);
+    // A caller released at the deadline got kTimeout, whatever the handler returned later.
+    if ((released & kReleasedTimeout) != 0) {
+      outcome = Outcome::kTimeout;
+    } else if ((released & kReleasedShutdown) != 0) {
+      outcome = Outcome::kError;
+    }
+    if (run && (released & kReleased) != 0) core.count(fn, [](MetricShard& s) { s.overruns.add(); });
+    core.count_end_any(fn, outcome, cold, duration);
     return;
   }
-  core.call_handler(inv);
-  // Clock read 2 of 2, coarse (it lags, so this errs towards no overrun): a handler that ran
-  // past its deadline without reaching a suspension point is an overrun; its caller gets
-  // kTimeout, as Lambda's would.
-  if (core.time_.now_coarse() > inv.deadline) [[unlikely]]
+  if (inv.observe != 0) [[unlikely]]
+    core.observe_start(inv);
+  Outcome outcome = core.call_handler(inv);
+  // Clock read 2 of 2: the end of the Duration metric, and the overrun check: a handler that
+  // returned past its deadline without reaching a suspension point (so it did not see the
+  // timeout itself) overran; its caller gets kTimeout, as Lambda's would.
+  const std::int64_t end = core.time_.now();
+  if (end > inv.deadline && outcome != Outcome::kTimeout) [[unlikely]] {
     core.note_overrun(inv);
-  core.release_slot(inv.fn);
+    outcome = Outcome::kTimeout;
+    core.count(fn, [](MetricShard& s) { s.overruns.add(); });
+  }
+  if (inv.shard != nullptr) [[likely]] {
+    count_end(*inv.shard, outcome, inv.cold, end - inv.start_ns);
+  } else if (core.metrics_) {
+    core.count_end_any(fn, outcome, inv.cold, end - inv.start_ns);
+  }
+  if (inv.observe != 0) [[unlikely]]
+    core.observe_end(inv, end, outcome);
+  core.release_slot(fn);
   if (inv.waiting_parent != nullptr) {
     Fiber* parent = inv.waiting_parent;
     parent->home()->ready(parent);
@@ -271,6 +324,7 @@ void EngineCore::abandon_task(Task* t) {
   EngineCore& core = *inv.core;
   core.set_error(inv, Error{ErrorCode::kInternal,
                             cat("function '", inv.fn->name, "': could not map a fiber stack")});
+  core.count_end_any(inv.fn, Outcome::kError, false, -1);
   core.release_slot(inv.fn);
   if (inv.pending != nullptr) {
     inv.pending->state.fetch_or(kStarted);
@@ -292,13 +346,16 @@ void EngineCore::note_overrun(const Invocation& inv_const) {
   overruns_.fetch_add(1, std::memory_order_relaxed);
   char rid[37];
   format_request_id(inv, rid);
-  log(LogLevel::kError, inv.fn->name, rid,
-      cat("Task timed out after ", seconds(inv.timeout_ns),
-          " seconds (inline handler returned without reaching a suspension point in time)"));
+  log(LogLevel::kError, inv.fn->name, rid, cat("Task timed out after ", seconds(inv.timeout_ns), " seconds"),
+      LogKind::kEngine, inv.fn->version);
+  log(LogLevel::kWarn, inv.fn->name, rid,
+      "the handler returned past its deadline without reaching a suspension point (sleep_for, "
+      "yield, a nested invoke, check()); its result is replaced by the timeout",
+      LogKind::kEngine, inv.fn->version);
   set_error(inv, timeout_error(*inv.fn, inv.timeout_ns));
 }
 
-void EngineCore::call_handler(Invocation& inv) {
+EngineCore::Outcome EngineCore::call_handler(Invocation& inv) {
   FunctionRecord& fn = *inv.fn;
   Context ctx(&inv);
   if (inv.typed == nullptr) [[likely]] {
@@ -312,7 +369,7 @@ void EngineCore::call_handler(Invocation& inv) {
       throw;  // a fiber being unwound: never swallow it
     } catch (...) {
       ::new (static_cast<void*>(out)) Result<std::string>(handler_threw(fn));
-      return;
+      return Outcome::kError;
     }
     if (!out->has_value()) [[unlikely]] {
       // A handler that gives up with the kTimeout its suspension point reported timed out.
@@ -320,16 +377,19 @@ void EngineCore::call_handler(Invocation& inv) {
       const ErrorCode code = out->error().code;
       if (code == ErrorCode::kTimeout) {
         timeouts_.fetch_add(1, std::memory_order_relaxed);
-      } else if (code != ErrorCode::kCancelled) {
-        handler_errors_.fetch_add(1, std::memory_order_relaxed);
+        return Outcome::kTimeout;
       }
-    } else if (out->value().size() > options_.max_sync_payload) [[unlikely]] {
+      if (code != ErrorCode::kCancelled) handler_errors_.fetch_add(1, std::memory_order_relaxed);
+      return Outcome::kError;
+    }
+    if (out->value().size() > options_.max_sync_payload) [[unlikely]] {
       const std::size_t size = out->value().size();
       *out = fail(ErrorCode::kPayloadTooLarge,
                   cat("function '", fn.name, "': response of ", size,
                       " bytes exceeds the limit of ", options_.max_sync_payload));
+      return Outcome::kError;
     }
-    return;
+    return Outcome::kOk;
   }
   try {
     fn.typed.call(ctx, inv.typed->in, inv.typed->out);
@@ -337,7 +397,17 @@ void EngineCore::call_handler(Invocation& inv) {
     throw;
   } catch (...) {
     set_error(inv, handler_threw(fn).value());
+    return Outcome::kError;
   }
+  const Error* e = inv.typed->error_of(inv.typed->out);
+  if (e == nullptr) [[likely]]
+    return Outcome::kOk;
+  if (e->code == ErrorCode::kTimeout) {
+    timeouts_.fetch_add(1, std::memory_order_relaxed);
+    return Outcome::kTimeout;
+  }
+  if (e->code != ErrorCode::kCancelled) handler_errors_.fetch_add(1, std::memory_order_relaxed);
+  return Outcome::kError;
 }
 
 tl::unexpected<Error> EngineCore::handler_threw(const FunctionRecord& fn) {
@@ -377,6 +447,9 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.waiting_parent = nullptr;
   inv.abandoned.store(false, std::memory_order_relaxed);
   inv.request_id[0] = '\0';
+  inv.shard = nullptr;
+  inv.observe = 0;
+  inv.cold = false;
   // A new generation; the watched deadline is cleared before it is published (see on_overdue).
   inv.watch_deadline.store(kNever, std::memory_order_relaxed);
   const std::uint64_t generation =
@@ -412,13 +485,18 @@ bool EngineCore::try_release(PendingCall* pc, std::uint64_t reason, std::uint64_
   if ((s & kStarted) != 0) {
     // The handler is running past its deadline: it keeps its slot until it returns.
     running_overruns_.fetch_add(1, std::memory_order_relaxed);
+    pc->inv.fn->stats->running_overruns.fetch_add(1, std::memory_order_relaxed);
     if (reason == kReleasedTimeout) {
       // run_task wrote the fiber and sequence before setting kStarted, which we read above.
       char rid[37];
       format_request_id(pc->inv, rid);
       log(LogLevel::kError, pc->inv.fn->name, rid,
-          cat("Task timed out after ", seconds(pc->inv.timeout_ns),
-              " seconds; the caller was released, the handler still runs"));
+          cat("Task timed out after ", seconds(pc->inv.timeout_ns), " seconds"), LogKind::kEngine,
+          pc->inv.fn->version);
+      log(LogLevel::kWarn, pc->inv.fn->name, rid,
+          "the caller was released at the deadline; the handler still runs and keeps its "
+          "concurrency slot until it returns",
+          LogKind::kEngine, pc->inv.fn->version);
     }
   }
   return true;
@@ -452,7 +530,7 @@ void EngineCore::deliver_release(PendingCall* pc, std::uint64_t reason) {
   }
 }
 
-void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
+std::uint64_t EngineCore::finish_pooled(PendingCall* pc, bool ran) {
   std::uint64_t s = pc->state.load(std::memory_order_acquire);
   for (;;) {
     if ((s & kReleased) != 0) break;
@@ -462,12 +540,14 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
     if (ran) {
       // Counted as running past its deadline when the caller was released; now it returned.
       running_overruns_.fetch_sub(1, std::memory_order_relaxed);
+      pc->inv.fn->stats->running_overruns.fetch_sub(1, std::memory_order_relaxed);
       overruns_.fetch_add(1, std::memory_order_relaxed);
       char rid[37];
       format_request_id(pc->inv, rid);
       log(LogLevel::kWarn, pc->inv.fn->name, rid,
           "handler returned after its caller was released; its result is dropped and its slot "
-          "freed");
+          "freed",
+          LogKind::kEngine, pc->inv.fn->version);
     }
   } else {
     switch (pc->waiter) {
@@ -488,7 +568,9 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran) {
       }
     }
   }
+  const std::uint64_t released = s & kReleased;
   unref(pc);  // the handler's side
+  return released;
 }
 
 Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload,
@@ -498,6 +580,8 @@ Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view 
   Invocation& inv = pc->inv;
   inv.parent = parent;
   inv.depth = parent != nullptr ? parent->depth + 1 : 0;
+  count_started(fn);
+  prepare_observe(inv, options, parent);
   inv.deadline = deadline_for(*fn, options, parent, time_.now(), 0, &inv.timeout_ns);
   // The caller may be released at the deadline while the handler still runs: the handler
   // must not read the caller's memory, so the payload and client context are copied. Typed

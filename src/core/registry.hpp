@@ -30,6 +30,7 @@
 #include "core/concurrency_gate.hpp"
 #include "core/name_table.hpp"
 #include "core/pins.hpp"
+#include "core/stats.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
 
@@ -63,6 +64,11 @@ struct FunctionRecord {
   CodeOwner* code = nullptr;
   std::unique_ptr<PinCounter> pins;   // set with `code`
   std::atomic<bool> retiring{false};  // no route leads here any more; the unloader waits
+  FunctionStats* stats = nullptr;     // the function's metrics (owned by its entry)
+  // Set when a freshly initialised version is published; its first invocation clears it and
+  // is the cold start, reporting init_ns (the version's init, 0 if it has none).
+  std::atomic<bool> cold{false};
+  std::int64_t init_ns = 0;
   [[nodiscard]] bool is_typed() const noexcept { return typed_flag; }
 };
 
@@ -98,6 +104,7 @@ struct FunctionEntry {
   int next_version = 1;
   std::int64_t reserved = 0;                  // reserved concurrency (0: unreserved pool)
   std::unique_ptr<ConcurrencyGate> own_gate;  // made on first reservation, kept
+  std::unique_ptr<FunctionStats> stats = std::make_unique<FunctionStats>();  // all versions
   [[nodiscard]] bool live() const noexcept { return registered || !versions.empty(); }
 };
 

@@ -1,6 +1,8 @@
 // ember::Engine: the public facade over detail::EngineCore.
 #include "ember/engine.hpp"
 
+#include <algorithm>
+
 #include "core/engine_core.hpp"
 #include "plugin/plugin_host.hpp"
 
@@ -78,6 +80,37 @@ EngineStats Engine::stats() const {
   EngineStats s = core_->stats();
   plugins_->add_stats(s);
   return s;
+}
+
+MetricsSnapshot Engine::metrics() const { return core_->metrics(); }
+std::vector<Span> Engine::take_spans() { return core_->take_spans(); }
+
+Result<std::uint64_t> Engine::subscribe(std::shared_ptr<LifecycleObserver> observer,
+                                        LifecycleEventMask mask) {
+  if (observer == nullptr)
+    return fail(ErrorCode::kInvalidArgument, "subscribe: the observer is null");
+  if ((mask & kAllLifecycleEvents) == 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "subscribe: the event mask selects no lifecycle event");
+  }
+  return core_->subscribe(std::move(observer), mask & kAllLifecycleEvents);
+}
+
+Result<void> Engine::unsubscribe(std::uint64_t subscription) {
+  if (!core_->unsubscribe(subscription)) {
+    return fail(ErrorCode::kNotFound,
+                "unsubscribe: no subscription " + std::to_string(subscription));
+  }
+  return {};
+}
+
+std::string metrics_text(const Engine& engine) { return metrics_text(engine.metrics()); }
+
+const FunctionMetrics* MetricsSnapshot::function(std::string_view name) const noexcept {
+  // functions is sorted by name.
+  auto it = std::lower_bound(functions.begin(), functions.end(), name,
+                             [](const FunctionMetrics& f, std::string_view n) { return f.function < n; });
+  return it != functions.end() && it->function == name ? &*it : nullptr;
 }
 
 }  // namespace ember

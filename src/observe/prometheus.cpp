@@ -169,6 +169,12 @@ void PrometheusText::scalar(Type type, std::string_view name, std::string_view h
 void PrometheusText::histogram(std::string_view name, std::string_view help, const Labels& labels,
                                const HistogramSnapshot& snapshot,
                                std::span<const double> le_seconds) {
+  histogram(name, help, labels, to_public(snapshot), le_seconds);
+}
+
+void PrometheusText::histogram(std::string_view name, std::string_view help, const Labels& labels,
+                               const ember::Histogram& durations,
+                               std::span<const double> le_seconds) {
   const std::string metric = sanitize_metric_name(name);
   std::string rendered, key;
   Family* family = nullptr;
@@ -190,14 +196,14 @@ void PrometheusText::histogram(std::string_view name, std::string_view help, con
   std::string& out = family->samples;
   for (double le : bounds) {
     // A negative bound holds nothing: durations are never below zero.
-    const std::uint64_t below = le < 0 ? 0 : snapshot.count_at_or_below(le_nanoseconds(le));
+    const std::uint64_t below = le < 0 ? 0 : durations.count_at_or_below(le_nanoseconds(le));
     append_sample(out, bucket_name, cat(prefix, "le=\"", SampleValue(le).text(), "\""),
                   SampleValue(below).text());
   }
-  append_sample(out, bucket_name, cat(prefix, "le=\"+Inf\""), SampleValue(snapshot.count).text());
+  append_sample(out, bucket_name, cat(prefix, "le=\"+Inf\""), SampleValue(durations.count).text());
   append_sample(out, cat(metric, "_sum"), rendered,
-                SampleValue(static_cast<double>(snapshot.sum) / 1e9).text());
-  append_sample(out, cat(metric, "_count"), rendered, SampleValue(snapshot.count).text());
+                SampleValue(static_cast<double>(durations.sum_ns) / 1e9).text());
+  append_sample(out, cat(metric, "_count"), rendered, SampleValue(durations.count).text());
 }
 
 std::string PrometheusText::str() const {

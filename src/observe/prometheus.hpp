@@ -91,8 +91,11 @@ class PrometheusText final {
   // `le_seconds` and then le="+Inf" (== name_count), name_sum in seconds, name_count.
   // le_seconds is sorted and de-duplicated here; non-finite entries are ignored (+Inf is always
   // there). A boundary that does not fall on a histogram bucket edge is rounded down to one, so
-  // each le bucket counts only values <= le and may miss those within 1/64 below it
-  // (HistogramSnapshot::count_at_or_below).
+  // each le bucket counts only values <= le and may miss those within 1/32 below it
+  // (ember::Histogram::count_at_or_below).
+  void histogram(std::string_view name, std::string_view help, const Labels& labels,
+                 const ember::Histogram& durations, std::span<const double> le_seconds);
+  // The same for a snapshot (through to_public(), so both print the same text).
   void histogram(std::string_view name, std::string_view help, const Labels& labels,
                  const HistogramSnapshot& snapshot, std::span<const double> le_seconds);
 

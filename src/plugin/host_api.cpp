@@ -69,7 +69,8 @@ void host_log(ember_context* c, int level, const char* message, size_t size) {
   if (c != nullptr) {
     state(c).ctx->log(to_level(level), text);
   } else if (tls_lifecycle_host != nullptr) {
-    tls_lifecycle_host->core().log(to_level(level), cat("plugin:", tls_lifecycle_plugin), "", text);
+    tls_lifecycle_host->core().log(to_level(level), cat("plugin:", tls_lifecycle_plugin), "", text,
+                                   LogKind::kHandler);
   } else {
     std::string line = cat("INFO\t-\tplugin\t", text, "\n");
     std::fwrite(line.data(), 1, line.size(), stderr);

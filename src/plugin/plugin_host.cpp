@@ -232,6 +232,7 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
     m.layers.push_back(*layer);
   }
   for (ModuleFunction& f : m.functions) {
+    f.init_ns = 0;
     if (f.init == nullptr) continue;
     ember_init_args args{};
     args.struct_size = sizeof args;
@@ -242,6 +243,8 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
     args.function_version = version.c_str();
     int rc = 0;
     std::string why;
+    core_.observe_init_start(f.name, version);
+    const std::int64_t init_start = core_.time().now();
     try {
       LifecycleScope scope(this, m.plugin);
       rc = f.init(&args);
@@ -251,14 +254,19 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
       rc = -1;
       why = describe_exception();
     }
+    f.init_ns = core_.time().now() - init_start;
     if (rc != 0) {
-      return undo(
-          Error{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (",
-                                               rc, "): ", why.empty() ? "no reason given" : why)});
+      Error e{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (",
+                                             rc, "): ", why.empty() ? "no reason given" : why)};
+      core_.observe_init_report(f.name, version, f.init_ns, &e);
+      return undo(std::move(e));
     }
+    core_.observe_init_report(f.name, version, f.init_ns, nullptr);
     f.instance = args.instance;
     f.inited = true;
   }
+  // Each new version's first invocation is a cold start, reporting the init it paid for.
+  for (std::size_t i = 0; i < m.functions.size(); ++i) specs[i].init_ns = m.functions[i].init_ns;
   auto records = core_.publish(&d, who, specs, /*dry_run=*/false);
   if (!records) return undo(std::move(records.error()));
   m.records = *records;

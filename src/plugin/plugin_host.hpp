@@ -51,6 +51,7 @@ struct ModuleFunction {
   void (*shutdown)(void*) = nullptr;
   void* instance = nullptr;
   bool inited = false;
+  std::int64_t init_ns = 0;  // how long its init took (0 without one)
   FunctionRecord* record = nullptr;
 };
 

@@ -1,16 +1,19 @@
 // histogram_test.cpp — tests src/observe/histogram.cpp: bucket layout, quantile accuracy against
-// exact (sorted) quantiles, merging, overflow, and single-writer shards read concurrently.
+// exact (sorted) quantiles, merging, overflow, single-writer shards read concurrently, and the
+// public sparse form (ember::Histogram) answering exactly as the snapshot it came from.
 #include "observe/histogram.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,9 +23,9 @@ namespace {
 using Layout = HistogramLayout;
 constexpr std::uint64_t kMax64 = std::numeric_limits<std::uint64_t>::max();
 
-// The design bound: a bucket is at most 1/64 as wide as its lower edge and the midpoint of its
-// integers is reported, so the error is below lower/128 <= v/128. The issue asks for 2%.
-constexpr double kDesignBound = 1.0 / 128;
+// The design bound: a bucket is at most 1/32 as wide as its lower edge and the midpoint of its
+// integers is reported, so the error is below lower/64 <= v/64. The spec asks for 2%.
+constexpr double kDesignBound = 1.0 / 64;
 constexpr double kRequiredBound = 0.02;
 
 // Nearest-rank quantile of sorted values: the max(1, ceil(q * n))-th smallest.
@@ -80,23 +83,27 @@ TEST(HistogramLayoutTest, EveryBucketIsContiguousMonotoneAndRoundTrips) {
 }
 
 TEST(HistogramLayoutTest, SmallValuesAreExact) {
-  for (std::uint64_t v = 0; v < 128; ++v) {
+  for (std::uint64_t v = 0; v < 64; ++v) {
     EXPECT_EQ(Layout::bucket_of(v), v);
     EXPECT_EQ(Layout::bucket_upper(v) - Layout::bucket_lower(v), 1u);
   }
 }
 
-TEST(HistogramLayoutTest, BucketWidthIsAtMostOneSixtyFourthOfItsValues) {
-  for (std::size_t i = Layout::bucket_of(64); i < Layout::kOverflowBucket; ++i) {
+TEST(HistogramLayoutTest, BucketWidthIsAtMostOneThirtySecondOfItsValues) {
+  for (std::size_t i = Layout::bucket_of(32); i < Layout::kOverflowBucket; ++i) {
     const std::uint64_t lo = Layout::bucket_lower(i);
     const std::uint64_t width = Layout::bucket_upper(i) - lo;
-    // Equal to 1/64 of the lower edge only at a power of two (the first sub-bucket), strictly
-    // less elsewhere; so strictly less than 1/64 of every other value.
-    ASSERT_LE(width * 64, lo) << i;
+    // Equal to 1/32 of the lower edge only at a power of two (the first sub-bucket), strictly
+    // less elsewhere; so strictly less than 1/32 of every other value.
+    ASSERT_LE(width * 32, lo) << i;
     if (!std::has_single_bit(lo)) {
-      ASSERT_LT(width * 64, lo) << i;
+      ASSERT_LT(width * 32, lo) << i;
     }
   }
+  // The widest bucket below the overflow: the last group, 2^39 / 32 = 2^34 ns wide.
+  EXPECT_EQ(Layout::bucket_upper(Layout::kOverflowBucket - 1) -
+                Layout::bucket_lower(Layout::kOverflowBucket - 1),
+            std::uint64_t{1} << 34);
 }
 
 TEST(HistogramLayoutTest, PowersOfTwoAndNeighboursLandInOrder) {
@@ -121,7 +128,9 @@ TEST(HistogramLayoutTest, PowersOfTwoAndNeighboursLandInOrder) {
   EXPECT_EQ(previous, Layout::kOverflowBucket);
 }
 
-TEST(HistogramLayoutTest, OverflowStartsAtTwoToTheFortyFour) {
+TEST(HistogramLayoutTest, OverflowStartsAtTwoToTheForty) {
+  EXPECT_EQ(Layout::kOverflowThreshold, 1'099'511'627'776u);
+  EXPECT_EQ(Layout::kOverflowBucket, 1152u);
   EXPECT_EQ(Layout::bucket_lower(Layout::kOverflowBucket), Layout::kOverflowThreshold);
   EXPECT_LT(Layout::bucket_of(Layout::kOverflowThreshold - 1), Layout::kOverflowBucket);
   EXPECT_EQ(Layout::bucket_of(Layout::kOverflowThreshold), Layout::kOverflowBucket);
@@ -129,8 +138,29 @@ TEST(HistogramLayoutTest, OverflowStartsAtTwoToTheFortyFour) {
   EXPECT_EQ(Layout::kBuckets, Layout::kOverflowBucket + 1);
 }
 
+TEST(HistogramLayoutTest, LambdasLongestTimeoutGetsARealBucket) {
+  constexpr std::uint64_t kFifteenMinutes = std::uint64_t{15} * 60 * 1'000'000'000;
+  const std::size_t b = Layout::bucket_of(kFifteenMinutes);
+  EXPECT_LT(b, Layout::kOverflowBucket);
+  const double width = static_cast<double>(Layout::bucket_upper(b) - Layout::bucket_lower(b));
+  EXPECT_LE(width / static_cast<double>(kFifteenMinutes), 1.0 / 32);
+  const HistogramSnapshot s = [&] {
+    auto shard = std::make_unique<HistogramShard>();
+    shard->record(kFifteenMinutes);
+    shard->record(kFifteenMinutes);
+    return shard->snapshot();
+  }();
+  // Rank 1 of 2 is not the last: reported as the bucket's midpoint (capped at max), within 1/64.
+  EXPECT_NEAR(s.quantile(0.5), static_cast<double>(kFifteenMinutes),
+              static_cast<double>(kFifteenMinutes) / 64);
+}
+
 TEST(HistogramShardTest, SizeIsWhatTheHeaderSays) {
-  EXPECT_EQ(sizeof(HistogramShard), 20032u);
+  EXPECT_EQ(Layout::kBuckets, 1153u);
+  EXPECT_EQ(sizeof(HistogramShard), 9280u);
+  EXPECT_EQ(sizeof(HistogramShard) % 64, 0u);
+  // Nothing but the words themselves and the padding to the next cache line.
+  EXPECT_LT(sizeof(HistogramShard) - (Layout::kBuckets + 2) * sizeof(std::uint64_t), 64u);
   EXPECT_EQ(alignof(HistogramShard), 64u);
 }
 
@@ -183,21 +213,22 @@ TEST(HistogramTest, LogNormalQuantilesAreAccurate) {
 }
 
 TEST(HistogramTest, RandomBitWidthsQuantilesAreAccurate) {
-  // Every magnitude from 1 ns to 2^43 ns equally often: exercises every bucket group.
+  // Every bit width from 1 to 40 about equally often: exercises every bucket group below the
+  // overflow (values stay below 2^40).
   std::mt19937_64 rng(7);
   std::vector<std::uint64_t> values(100'000);
-  for (auto& v : values) v = rng() >> (rng() % 43 + 21);
+  for (auto& v : values) v = rng() >> (rng() % 40 + 24);
   expect_quantiles_accurate(values);
 }
 
 TEST(HistogramTest, ExtremeQuantilesMatchMinAndMax) {
   for (std::uint64_t min : {std::uint64_t{3}, std::uint64_t{100}, std::uint64_t{98'765}}) {
     const HistogramSnapshot s = record_all({min + 1'000'000, min, 123'456'789, min + 5});
-    // There is no min field: p0 is the midpoint of the lowest bucket, exact below 128.
-    if (min < 128) {
+    // There is no min field: p0 is the midpoint of the lowest bucket, exact below 64.
+    if (min < 64) {
       EXPECT_EQ(s.quantile(0), static_cast<double>(min));
     } else {
-      EXPECT_NEAR(s.quantile(0), static_cast<double>(min), static_cast<double>(min) / 128);
+      EXPECT_NEAR(s.quantile(0), static_cast<double>(min), static_cast<double>(min) / 64);
     }
     EXPECT_EQ(s.quantile(1), 123'456'789.0);
     EXPECT_EQ(s.quantile(-1), s.quantile(0));
@@ -207,11 +238,14 @@ TEST(HistogramTest, ExtremeQuantilesMatchMinAndMax) {
 }
 
 TEST(HistogramTest, QuantileNeverExceedsMax) {
-  // 1000 and 1001 share the bucket [1000, 1008), whose midpoint 1003.5 lies past the max of
-  // 1001: no rank may be reported above the max.
-  const HistogramSnapshot s = record_all({1000, 1000, 1001});
-  for (double q : {0.1, 0.5, 0.9, 1.0}) EXPECT_LE(s.quantile(q), 1001.0);
-  EXPECT_EQ(s.quantile(1.0), 1001.0);
+  // 992 and 993 share the bucket [992, 1008), whose midpoint 999.5 lies past the max of 993:
+  // no rank may be reported above the max.
+  ASSERT_EQ(Layout::bucket_lower(Layout::bucket_of(993)), 992u);
+  ASSERT_EQ(Layout::bucket_upper(Layout::bucket_of(993)), 1008u);
+  const HistogramSnapshot s = record_all({992, 992, 993});
+  for (double q : {0.1, 0.5, 0.9, 1.0}) EXPECT_LE(s.quantile(q), 993.0);
+  EXPECT_EQ(s.quantile(0.5), 993.0);  // the midpoint, capped
+  EXPECT_EQ(s.quantile(1.0), 993.0);
 }
 
 TEST(HistogramTest, OverflowValuesAreCountedAndMaxIsExact) {
@@ -243,26 +277,26 @@ TEST(HistogramTest, CountAtOrBelowIsExactAtBucketEnds) {
     const std::uint64_t last = Layout::bucket_upper(i) - 1;
     ASSERT_EQ(s.count_at_or_below(last), brute(last)) << i;
   }
-  // Elsewhere: a lower bound missing only values within 1/64 below the boundary.
+  // Elsewhere: a lower bound missing only values within 1/32 below the boundary.
   for (std::uint64_t ns :
        {std::uint64_t{100'000}, std::uint64_t{1'000'000}, std::uint64_t{5'000'000},
         std::uint64_t{1'000'000'000}, std::uint64_t{12345}}) {
     const std::uint64_t got = s.count_at_or_below(ns);
     EXPECT_LE(got, brute(ns)) << ns;
-    EXPECT_GE(got, brute(ns - ns / 64 - 1)) << ns;
+    EXPECT_GE(got, brute(ns - ns / 32 - 1)) << ns;
   }
 }
 
 TEST(HistogramTest, CountAtOrBelowRoundsAStraddlingBucketDown) {
-  // 1'000'000 ns falls inside bucket [999'424, 1'007'616): a value there is not counted as
+  // 1'000'000 ns falls inside bucket [999'424, 1'015'808): a value there is not counted as
   // <= 1 ms, even when it is, and nothing above 1 ms ever is.
   ASSERT_EQ(Layout::bucket_lower(Layout::bucket_of(1'000'000)), 999'424u);
   const HistogramSnapshot s = record_all({999'423, 999'500, 1'000'000, 1'000'001});
   EXPECT_EQ(s.count_at_or_below(1'000'000), 1u);
   EXPECT_EQ(s.count_at_or_below(999'423), 1u);
-  EXPECT_EQ(Layout::bucket_upper(Layout::bucket_of(1'000'000)), 1'007'616u);
-  EXPECT_EQ(s.count_at_or_below(1'007'615), 4u);
-  EXPECT_EQ(s.count_at_or_below(1'007'614), 1u);
+  EXPECT_EQ(Layout::bucket_upper(Layout::bucket_of(1'000'000)), 1'015'808u);
+  EXPECT_EQ(s.count_at_or_below(1'015'807), 4u);
+  EXPECT_EQ(s.count_at_or_below(1'015'806), 1u);
 }
 
 TEST(HistogramTest, MergedShardsEqualOneShard) {
@@ -342,6 +376,170 @@ TEST(HistogramShardTest, ConcurrentReaderSeesBoundedMonotoneCounts) {
   HistogramSnapshot total;
   for (int w = 0; w < kWriters; ++w) shards[w].add_to(total);
   EXPECT_EQ(total.count, kWriters * kRecords);
+}
+
+// ---- The public sparse form (ember::Histogram) ----------------------------------------------
+
+void expect_same(const ember::Histogram& a, const ember::Histogram& b) {
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(a.sum_ns, b.sum_ns);
+  EXPECT_EQ(a.max_ns, b.max_ns);
+  ASSERT_EQ(a.buckets.size(), b.buckets.size());
+  for (std::size_t i = 0; i < a.buckets.size(); ++i) {
+    EXPECT_EQ(a.buckets[i].lower_ns, b.buckets[i].lower_ns) << i;
+    EXPECT_EQ(a.buckets[i].upper_ns, b.buckets[i].upper_ns) << i;
+    EXPECT_EQ(a.buckets[i].count, b.buckets[i].count) << i;
+  }
+}
+
+// Every answer of the public form equals the snapshot's, bit for bit: quantiles over a sweep
+// (with out-of-range and NaN q), and counts at or below each bucket's edges and around them.
+void expect_public_agrees(const HistogramSnapshot& s) {
+  const ember::Histogram h = to_public(s);
+  std::vector<double> qs = {-1.0, 0.0,   1e-9,   0.001, 0.25, 0.5,         0.9,
+                            0.99, 0.999, 0.9999, 1.0,   2.0,  std::nan("")};
+  for (int i = 1; i < 500; ++i) qs.push_back(i / 500.0);
+  for (double q : qs) {
+    const double want = s.quantile(q);
+    const double got = h.quantile(q);
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(got), std::bit_cast<std::uint64_t>(want))
+        << "q=" << q << " snapshot=" << want << " public=" << got;
+  }
+  std::vector<std::uint64_t> probes = {
+      0, 1, 63, 64, kMax64 - 1, kMax64, Layout::kOverflowThreshold, Layout::kOverflowThreshold - 1};
+  for (std::size_t i = 0; i < Layout::kBuckets; ++i) {
+    if (s.buckets[i] == 0) continue;
+    const std::uint64_t lo = Layout::bucket_lower(i);
+    const std::uint64_t hi = Layout::bucket_upper(i);
+    probes.insert(probes.end(), {lo, lo + (hi - lo) / 2, hi - 1, hi});
+    if (lo > 0) probes.push_back(lo - 1);
+  }
+  for (std::uint64_t ns : probes) {
+    ASSERT_EQ(h.count_at_or_below(ns), s.count_at_or_below(ns)) << "ns=" << ns;
+  }
+}
+
+TEST(PublicHistogramTest, ToPublicListsTheNonEmptyBucketsAscending) {
+  const HistogramSnapshot s = record_all({1'000'000, 5, 5, 993, 992, 1'000'001, kMax64});
+  const ember::Histogram h = to_public(s);
+  EXPECT_EQ(h.count, 7u);
+  EXPECT_EQ(h.sum_ns, s.sum);
+  EXPECT_EQ(h.max_ns, kMax64);
+  ASSERT_EQ(h.buckets.size(), 4u);
+  const ember::HistogramBucket want[] = {
+      {5, 6, 2}, {992, 1008, 2}, {999'424, 1'015'808, 2}, {Layout::kOverflowThreshold, kMax64, 1}};
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(h.buckets[i].lower_ns, want[i].lower_ns) << i;
+    EXPECT_EQ(h.buckets[i].upper_ns, want[i].upper_ns) << i;
+    EXPECT_EQ(h.buckets[i].count, want[i].count) << i;
+  }
+  EXPECT_DOUBLE_EQ(h.mean_ns(), static_cast<double>(s.sum) / 7);
+}
+
+TEST(PublicHistogramTest, EmptyHistogramReportsZeros) {
+  const ember::Histogram h = to_public(HistogramSnapshot());
+  EXPECT_EQ(h.count, 0u);
+  EXPECT_TRUE(h.buckets.empty());
+  const ember::Histogram blank;
+  for (const ember::Histogram* e : {&h, &blank}) {
+    for (double q : {0.0, 0.5, 1.0, std::nan("")}) EXPECT_EQ(e->quantile(q), 0);
+    EXPECT_EQ(e->count_at_or_below(kMax64), 0u);
+    EXPECT_EQ(e->mean_ns(), 0);
+  }
+  // A snapshot emptied by a move has no bucket vector at all; it converts all the same.
+  HistogramSnapshot moved = record_all({5});
+  HistogramSnapshot keep = std::move(moved);
+  moved.buckets.clear();
+  moved.count = 0;
+  EXPECT_TRUE(to_public(moved).buckets.empty());
+  EXPECT_EQ(to_public(keep).buckets.size(), 1u);
+}
+
+TEST(PublicHistogramTest, AnswersAsTheSnapshotOnRandomData) {
+  std::mt19937_64 rng(31337);
+  std::lognormal_distribution<double> lognormal(12.0, 2.5);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::uint64_t> values(1 + rng() % 5'000);
+    for (auto& v : values) {
+      switch (round % 4) {
+        case 0:
+          v = static_cast<std::uint64_t>(lognormal(rng));
+          break;
+        case 1:
+          v = rng() >> (rng() % 64);  // every width, overflow included
+          break;
+        case 2:
+          v = rng() % 200;  // the exact one-value buckets and the first groups
+          break;
+        default:
+          v = 3'000'000 + rng() % 1'000;  // one spike: few buckets, max inside the last
+          break;
+      }
+    }
+    SCOPED_TRACE("round " + std::to_string(round));
+    expect_public_agrees(record_all(values));
+  }
+  expect_public_agrees(record_all({0}));
+  expect_public_agrees(record_all({kMax64, kMax64}));
+  expect_public_agrees(record_all({Layout::kOverflowThreshold - 1, Layout::kOverflowThreshold}));
+}
+
+TEST(PublicHistogramTest, AnswersAsTheSnapshotWhenMaxLagsItsBucket) {
+  // A snapshot taken while a record was in flight: a bucket counted before max was raised.
+  HistogramSnapshot s = record_all({100, 2'000, 50'000});
+  s.buckets[Layout::bucket_of(7'000'000)] += 1;
+  s.buckets[Layout::kOverflowBucket] += 1;
+  s.count += 2;
+  ASSERT_EQ(s.max, 50'000u);
+  expect_public_agrees(s);
+  const ember::Histogram h = to_public(s);
+  // max is no guide above it: the top rank is the overflow bucket's lower edge, the one before
+  // the midpoint of 7 ms's bucket, uncapped.
+  EXPECT_EQ(h.quantile(1.0), static_cast<double>(Layout::kOverflowThreshold));
+  EXPECT_GT(h.quantile(0.8), 7'000'000.0 * (1 - kDesignBound));
+}
+
+TEST(PublicHistogramTest, CountAtOrBelowCountsWholeBucketsOnly) {
+  const ember::Histogram h =
+      to_public(record_all({5, 999'500, 1'000'000, Layout::kOverflowThreshold, kMax64}));
+  EXPECT_EQ(h.count_at_or_below(4), 0u);
+  EXPECT_EQ(h.count_at_or_below(5), 1u);
+  EXPECT_EQ(h.count_at_or_below(1'000'000), 1u);  // [999'424, 1'015'808) straddles 1 ms
+  EXPECT_EQ(h.count_at_or_below(1'015'807), 3u);
+  // The overflow bucket (upper_ns UINT64_MAX) also holds UINT64_MAX: whole only there.
+  EXPECT_EQ(h.count_at_or_below(kMax64 - 1), 3u);
+  EXPECT_EQ(h.count_at_or_below(kMax64), 5u);
+}
+
+TEST(PublicHistogramTest, MergeIntoEqualsRecordingBothIntoOneShard) {
+  std::mt19937_64 rng(2718);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::uint64_t> a(rng() % 3'000), b(rng() % 3'000);
+    // Overlapping ranges in some rounds, disjoint (a below b) in others.
+    for (auto& v : a) v = rng() >> (rng() % 40 + 24);
+    for (auto& v : b) v = round % 2 == 0 ? rng() >> (rng() % 64) : (rng() >> 30) + (1ULL << 40);
+    std::vector<std::uint64_t> both = a;
+    both.insert(both.end(), b.begin(), b.end());
+    ember::Histogram merged = to_public(record_all(a));
+    merge_into(merged, to_public(record_all(b)));
+    SCOPED_TRACE("round " + std::to_string(round));
+    expect_same(merged, to_public(record_all(both)));
+    // The other way round gives the same.
+    ember::Histogram reversed = to_public(record_all(b));
+    merge_into(reversed, to_public(record_all(a)));
+    expect_same(reversed, merged);
+  }
+}
+
+TEST(PublicHistogramTest, MergeIntoHandlesEmptyAndItself) {
+  const ember::Histogram some = to_public(record_all({7, 700, 70'000, 7'000'000}));
+  ember::Histogram into;
+  merge_into(into, some);
+  expect_same(into, some);
+  merge_into(into, ember::Histogram());
+  expect_same(into, some);
+  merge_into(into, into);  // doubles every count, keeps max
+  expect_same(into, to_public(record_all({7, 700, 70'000, 7'000'000, 7, 700, 70'000, 7'000'000})));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // prometheus_test.cpp — tests src/observe/prometheus.cpp against a strict parser of the text
-// exposition format 0.0.4 written here (independently of the writer): round trips of names,
-// labels and values, one HELP/TYPE per family, histogram invariants, golden output.
+// exposition format 0.0.4 (prometheus_parse.hpp, written independently of the writer): round
+// trips of names, labels and values, one HELP/TYPE per family, histogram invariants, golden
+// output.
 #include "observe/prometheus.hpp"
 
 #include <gtest/gtest.h>
@@ -19,276 +20,18 @@
 #include <utility>
 #include <vector>
 
+#include "prometheus_parse.hpp"  // this directory
+
 namespace ember::detail {
 namespace {
 
-// ---- A parser of the text format, strict where the format is -------------------------------
-
-struct Sample {
-  std::string name;
-  std::vector<std::pair<std::string, std::string>> labels;
-  double value = 0;
-  [[nodiscard]] std::optional<std::string> label(std::string_view n) const {
-    for (const auto& [k, v] : labels) {
-      if (k == n) return v;
-    }
-    return std::nullopt;
-  }
-};
-
-struct Family {
-  std::string name;
-  std::string type = "untyped";
-  std::string help;
-  int help_lines = 0;
-  int type_lines = 0;
-  std::vector<Sample> samples;
-};
-
-struct Exposition {
-  std::vector<Family> families;  // in order of appearance
-  std::vector<std::string> errors;
-  [[nodiscard]] const Family* family(std::string_view name) const {
-    for (const auto& f : families) {
-      if (f.name == name) return &f;
-    }
-    return nullptr;
-  }
-};
-
-bool valid_metric_name(std::string_view s) {
-  if (s.empty()) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool ok = std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
-                    (i > 0 && std::isdigit(static_cast<unsigned char>(c)));
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool valid_label_name(std::string_view s) {
-  if (s.empty() || s.substr(0, 2) == "__") return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool ok = std::isalpha(static_cast<unsigned char>(c)) || c == '_' ||
-                    (i > 0 && std::isdigit(static_cast<unsigned char>(c)));
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// Decodes code points; false on anything RFC 3629 forbids.
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    int len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    std::uint32_t cp = len == 1 ? b : b & (0x7F >> len);
-    for (int k = 1; k < len; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if ((c >> 6) != 2) return false;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    const std::uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
-std::optional<double> parse_value(std::string_view s) {
-  if (s == "+Inf") return std::numeric_limits<double>::infinity();
-  if (s == "-Inf") return -std::numeric_limits<double>::infinity();
-  if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
-  if (s.empty() || s.find_first_not_of("0123456789+-.eE") != std::string_view::npos) return {};
-  const std::string text(s);
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size()) return {};
-  return v;
-}
-
-class Parser {
- public:
-  Exposition parse(std::string_view text) {
-    if (!text.empty() && text.back() != '\n') error("text does not end in a newline");
-    while (!text.empty()) {
-      const std::size_t nl = text.find('\n');
-      line(text.substr(0, nl));
-      text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-      ++line_no_;
-    }
-    return std::move(out_);
-  }
-
- private:
-  void error(const std::string& what) {
-    out_.errors.push_back("line " + std::to_string(line_no_) + ": " + what);
-  }
-
-  Family& family(const std::string& name) {
-    for (auto& f : out_.families) {
-      if (f.name == name) return f;
-    }
-    out_.families.push_back(Family{name});
-    return out_.families.back();
-  }
-
-  // The family a sample name belongs to: its own, or a histogram's for x_bucket/x_sum/x_count.
-  std::string family_of(const std::string& sample) {
-    for (std::string suffix : {"_bucket", "_sum", "_count"}) {
-      if (sample.size() > suffix.size() && sample.ends_with(suffix)) {
-        const std::string stem = sample.substr(0, sample.size() - suffix.size());
-        for (auto& f : out_.families) {
-          if (f.name == stem && f.type == "histogram") return stem;
-        }
-      }
-    }
-    return sample;
-  }
-
-  // Reads up to the closing quote, undoing \\ \" \n; anything else escaped is an error.
-  std::optional<std::string> quoted(std::string_view& s, bool quotes) {
-    std::string v;
-    while (!s.empty()) {
-      const char c = s.front();
-      s.remove_prefix(1);
-      if (quotes && c == '"') return v;
-      if (c != '\\') {
-        v.push_back(c);
-        continue;
-      }
-      if (s.empty()) break;
-      const char e = s.front();
-      s.remove_prefix(1);
-      if (e == '\\') {
-        v.push_back('\\');
-      } else if (e == 'n') {
-        v.push_back('\n');
-      } else if (e == '"' && quotes) {
-        v.push_back('"');
-      } else {
-        error(std::string("bad escape \\") + e);
-        return std::nullopt;
-      }
-    }
-    if (!quotes) return v;
-    error("unterminated label value");
-    return std::nullopt;
-  }
-
-  void line(std::string_view l) {
-    if (l.empty()) return;
-    if (l.front() == '#') return comment(l);
-    std::size_t n = 0;
-    while (n < l.size() && l[n] != '{' && l[n] != ' ') ++n;
-    Sample s{std::string(l.substr(0, n))};
-    if (!valid_metric_name(s.name)) return error("bad metric name '" + s.name + "'");
-    l.remove_prefix(n);
-    if (!l.empty() && l.front() == '{') {
-      l.remove_prefix(1);
-      while (!l.empty() && l.front() != '}') {
-        const std::size_t eq = l.find("=\"");
-        if (eq == std::string_view::npos) return error("label without =\"");
-        std::string name(l.substr(0, eq));
-        if (!valid_label_name(name)) return error("bad label name '" + name + "'");
-        if (s.label(name)) return error("label '" + name + "' twice");
-        l.remove_prefix(eq + 2);
-        auto value = quoted(l, true);
-        if (!value) return;
-        if (!valid_utf8(*value)) return error("label value not UTF-8");
-        s.labels.emplace_back(std::move(name), std::move(*value));
-        if (!l.empty() && l.front() == ',') l.remove_prefix(1);
-      }
-      if (l.empty()) return error("unterminated label set");
-      l.remove_prefix(1);
-    }
-    if (l.empty() || l.front() != ' ') return error("no space before the value");
-    l.remove_prefix(1);
-    const std::size_t sp = l.find(' ');
-    const auto value = parse_value(l.substr(0, sp));
-    if (!value) return error("bad value '" + std::string(l.substr(0, sp)) + "'");
-    if (sp != std::string_view::npos) return error("unexpected timestamp or trailing text");
-    s.value = *value;
-    const std::string fam = family_of(s.name);
-    Family& f = family(fam);
-    if (!f.samples.empty() && current_ != fam) error("samples of '" + fam + "' are not grouped");
-    current_ = fam;
-    f.samples.push_back(std::move(s));
-  }
-
-  void comment(std::string_view l) {
-    if (!l.starts_with("# HELP ") && !l.starts_with("# TYPE ")) return;  // a plain comment
-    const bool help = l.starts_with("# HELP ");
-    l.remove_prefix(7);
-    const std::size_t sp = l.find(' ');
-    const std::string name(l.substr(0, sp));
-    if (!valid_metric_name(name)) return error("bad metric name in HELP/TYPE '" + name + "'");
-    std::string_view rest = sp == std::string_view::npos ? "" : l.substr(sp + 1);
-    Family& f = family(name);
-    if (!f.samples.empty()) error("HELP/TYPE of '" + name + "' after its samples");
-    if (help) {
-      if (++f.help_lines > 1) error("second HELP for '" + name + "'");
-      auto text = quoted(rest, false);
-      if (text) f.help = *text;
-    } else {
-      if (++f.type_lines > 1) error("second TYPE for '" + name + "'");
-      static const std::vector<std::string_view> kTypes = {"counter", "gauge", "histogram",
-                                                           "summary", "untyped"};
-      if (std::find(kTypes.begin(), kTypes.end(), rest) == kTypes.end()) {
-        error("bad type '" + std::string(rest) + "'");
-      }
-      f.type = std::string(rest);
-    }
-  }
-
-  Exposition out_;
-  std::string current_;
-  int line_no_ = 1;
-};
-
-Exposition parse(const std::string& text) {
-  Exposition e = Parser().parse(text);
-  for (const auto& err : e.errors) ADD_FAILURE() << err << "\nin:\n" << text;
-  return e;
-}
-
-// Every histogram family: per label set, le ascending, counts cumulative, +Inf == _count.
-void expect_histograms_well_formed(const Exposition& e) {
-  for (const Family& f : e.families) {
-    if (f.type != "histogram") continue;
-    std::map<std::vector<std::pair<std::string, std::string>>, std::vector<const Sample*>> series;
-    std::map<std::vector<std::pair<std::string, std::string>>, double> counts;
-    for (const Sample& s : f.samples) {
-      if (s.name == f.name + "_bucket") {
-        auto key = s.labels;
-        ASSERT_EQ(key.back().first, "le") << "le comes last in " << f.name;
-        key.pop_back();
-        series[key].push_back(&s);
-      } else if (s.name == f.name + "_count") {
-        counts[s.labels] = s.value;
-      } else {
-        ASSERT_EQ(s.name, f.name + "_sum");
-      }
-    }
-    ASSERT_EQ(series.size(), counts.size()) << f.name;
-    for (const auto& [key, buckets] : series) {
-      double previous_le = -std::numeric_limits<double>::infinity();
-      double previous_count = 0;
-      for (const Sample* b : buckets) {
-        const double le = *parse_value(*b->label("le"));
-        EXPECT_GT(le, previous_le) << f.name;
-        EXPECT_GE(b->value, previous_count) << f.name;
-        previous_le = le;
-        previous_count = b->value;
-      }
-      EXPECT_EQ(*buckets.back()->label("le"), "+Inf");
-      ASSERT_TRUE(counts.contains(key));
-      EXPECT_EQ(buckets.back()->value, counts[key]);
-    }
-  }
-}
+using prometheus_parse::expect_histograms_well_formed;
+using prometheus_parse::Exposition;
+using prometheus_parse::Family;
+using prometheus_parse::parse;
+using prometheus_parse::parse_value;
+using prometheus_parse::Sample;
+using prometheus_parse::valid_utf8;
 
 HistogramSnapshot snapshot_of(const std::vector<std::uint64_t>& values) {
   auto shard = std::make_unique<HistogramShard>();
@@ -447,7 +190,7 @@ TEST(PrometheusTextTest, HistogramBucketsAreCumulativeAndMatchTheSnapshot) {
     EXPECT_EQ(*parse_value(*b.label("le")), kDefaultLe[i]);  // the boundary reads back exactly
     EXPECT_EQ(b.label("function"), "f");
     // Rounded down to a bucket edge: never counts a value above le, misses at most those in
-    // the last 1/64 below it.
+    // the last 1/32 below it.
     const auto ns = static_cast<std::uint64_t>(std::llround(kDefaultLe[i] * 1e9));
     const auto at_or_below = [&](std::uint64_t x) {
       return static_cast<double>(std::upper_bound(values.begin(), values.end(), x) -
@@ -455,7 +198,7 @@ TEST(PrometheusTextTest, HistogramBucketsAreCumulativeAndMatchTheSnapshot) {
     };
     EXPECT_EQ(b.value, static_cast<double>(snap.count_at_or_below(ns)));
     EXPECT_LE(b.value, at_or_below(ns));
-    EXPECT_GE(b.value, at_or_below(ns - ns / 64 - 1));
+    EXPECT_GE(b.value, at_or_below(ns - ns / 32 - 1));
   }
   EXPECT_EQ(f->samples[std::size(kDefaultLe)].value, 50'000);  // +Inf
   EXPECT_EQ(f->samples.back().name, "d_seconds_count");
@@ -488,11 +231,12 @@ TEST(PrometheusTextTest, HistogramBoundariesAreSortedDedupedAndFinite) {
 }
 
 TEST(PrometheusTextTest, DecimalBoundariesMeanTheirDecimalNanoseconds) {
-  // 3e-8 s * 1e9 is 29.999999999999996 in binary; the boundary still holds a 30 ns value.
-  // (Below 128 ns every value is its own bucket, so the count is exact.)
-  const double le[] = {3e-8, 1e-7, 1.27e-7};
+  // 3e-8 s * 1e9 is 29.999999999999996 in binary (6.3e-8: 62.99999999999999); the boundaries
+  // still hold a 30 ns and a 63 ns value. (Below 64 ns every value is its own bucket, so the
+  // count is exact.)
+  const double le[] = {3e-8, 5e-8, 6.3e-8};
   PrometheusText text;
-  text.histogram("h", "", {}, snapshot_of({30, 31, 100, 101, 127, 128}), le);
+  text.histogram("h", "", {}, snapshot_of({30, 31, 50, 51, 63, 64}), le);
   const Exposition e = parse(text.str());
   const Family* f = e.family("h");
   ASSERT_NE(f, nullptr);
@@ -581,6 +325,52 @@ TEST(PrometheusTextTest, UnprintableSamplesAreDroppedAndCounted) {
   EXPECT_EQ(e.families[2].name, "z_sum");
   EXPECT_EQ(e.family("y_total"), nullptr);
   expect_histograms_well_formed(e);
+}
+
+TEST(PrometheusTextTest, PublicHistogramPrintsAsItsSnapshot) {
+  std::mt19937_64 rng(17);
+  std::vector<std::uint64_t> values(5'000);
+  for (auto& v : values) v = rng() >> (rng() % 64);  // overflow bucket included
+  const HistogramSnapshot snap = snapshot_of(values);
+  PrometheusText from_snapshot, from_public;
+  from_snapshot.histogram("h_seconds", "H.", {{"f", "x"}}, snap, kDefaultLe);
+  from_public.histogram("h_seconds", "H.", {{"f", "x"}}, to_public(snap), kDefaultLe);
+  EXPECT_EQ(from_public.str(), from_snapshot.str());
+  // A merged public histogram prints as the one shard that recorded everything.
+  const std::vector<std::uint64_t> a(values.begin(), values.begin() + 2'000);
+  const std::vector<std::uint64_t> b(values.begin() + 2'000, values.end());
+  ember::Histogram merged = to_public(snapshot_of(a));
+  merge_into(merged, to_public(snapshot_of(b)));
+  PrometheusText from_merged;
+  from_merged.histogram("h_seconds", "H.", {{"f", "x"}}, merged, kDefaultLe);
+  EXPECT_EQ(from_merged.str(), from_snapshot.str());
+}
+
+// The parser used throughout refuses what it should; otherwise its silence would prove nothing.
+TEST(PrometheusParseTest, RefusesWhatTheFormatOrTheWriterForbids) {
+  const std::string ok = "# HELP a_total A.\n# TYPE a_total counter\na_total{f=\"x\"} 1\n";
+  EXPECT_TRUE(prometheus_parse::Parser().parse(ok).errors.empty());
+  const std::vector<std::string> bad = {
+      "a_total 1\n",                                          // no HELP, no TYPE
+      "# HELP a_total A.\na_total 1\n",                       // no TYPE
+      "# HELP a A.\n# TYPE a gauge\n",                        // no samples
+      "# HELP a A.\n# TYPE a gauge\n# TYPE a gauge\na 1\n",   // TYPE twice
+      "# HELP a A.\n# TYPE a gauge\na 1\n# HELP a A.\n",      // HELP after samples
+      "# HELP a A.\n# TYPE a gauge\na 1",                     // no final newline
+      "# HELP a A.\n# TYPE a gauge\na{f=\"x\\t\"} 1\n",       // bad escape
+      "# HELP a A.\n# TYPE a gauge\na{f=\"x} 1\n",            // unterminated value
+      "# HELP a A.\n# TYPE a gauge\na{__f=\"x\"} 1\n",        // reserved label name
+      "# HELP a A.\n# TYPE a gauge\na{f=\"x\",f=\"y\"} 1\n",  // label twice
+      "# HELP a A.\n# TYPE a gauge\na 1 2 3\n",               // trailing text
+      "# HELP a A.\n# TYPE a gauge\na one\n",                 // not a number
+      "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\na{f=\"1\"} 1\nb 1\n"
+      "a{f=\"2\"} 1\n",                         // a not grouped
+      "# HELP a A.\n# TYPE a summery\na 1\n",   // no such type
+      "# HELP 1a A.\n# TYPE 1a gauge\n1a 1\n",  // bad metric name
+  };
+  for (const std::string& text : bad) {
+    EXPECT_FALSE(prometheus_parse::Parser().parse(text).errors.empty()) << text;
+  }
 }
 
 }  // namespace
