@@ -31,8 +31,10 @@ struct Pong {
 struct Fixture {
   ember::Engine engine;
   ember::FunctionHandle fn;
-  explicit Fixture(int workers = 2) : engine({.workers = workers}) {
-    fn = engine.register_function("bench.echo", {}, echo).value();
+  explicit Fixture(int workers = 2) : Fixture(ember::EngineOptions{.workers = workers}) {}
+  explicit Fixture(ember::EngineOptions options, ember::FunctionConfig config = {})
+      : engine(std::move(options)) {
+    fn = engine.register_function("bench.echo", config, echo).value();
     (void)engine.register_function<Ping, Pong>(
         "bench.typed", {},
         [](ember::Context&, const Ping& p) -> ember::Result<Pong> { return Pong{p.value + 1}; });
@@ -51,6 +53,44 @@ void BM_InvokeInline(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_InvokeInline)->Unit(benchmark::kNanosecond);
+
+// The same with metrics off (EngineOptions::metrics = false): BM_InvokeInline minus this is
+// what the per-function metrics cost an invoke (target: <= 5 ns).
+void BM_InvokeInlineNoMetrics(benchmark::State& state) {
+  Fixture f({.workers = 2, .metrics = false});
+  for (auto _ : state) {
+    auto r = f.engine.invoke(f.fn, kPayload);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_InvokeInlineNoMetrics)->Unit(benchmark::kNanosecond);
+
+// Every invocation traced (trace_sample_rate = 1): a span recorded per invoke. For scale only;
+// tracing off is BM_InvokeInline itself.
+void BM_InvokeInlineTraced(benchmark::State& state) {
+  Fixture f({.workers = 2, .trace_sample_rate = 1.0, .trace_buffer_spans = 1 << 16});
+  std::int64_t n = 0;
+  for (auto _ : state) {
+    auto r = f.engine.invoke(f.fn, kPayload);
+    benchmark::DoNotOptimize(r);
+    if (++n % 4096 == 0) {
+      state.PauseTiming();
+      (void)f.engine.take_spans();
+      state.ResumeTiming();
+    }
+  }
+}
+BENCHMARK(BM_InvokeInlineTraced)->Unit(benchmark::kNanosecond);
+
+// START/END/REPORT lines on (FunctionConfig::report_logs) into a sink that drops them. For scale.
+void BM_InvokeInlineReportLogs(benchmark::State& state) {
+  Fixture f({.workers = 2, .log_sink = [](const ember::LogRecord&) {}}, {.report_logs = true});
+  for (auto _ : state) {
+    auto r = f.engine.invoke(f.fn, kPayload);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_InvokeInlineReportLogs)->Unit(benchmark::kNanosecond);
 
 // The same, resolving the name on every call (one hash lookup under a shared lock).
 void BM_InvokeInlineByName(benchmark::State& state) {

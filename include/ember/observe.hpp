@@ -81,8 +81,8 @@ inline constexpr int kThrottleReasons = 3;
 // back; gauges are the value at the snapshot.
 struct FunctionMetrics {
   std::string function;  // "" for the engine total
-  // Invocations that ran (or were admitted and timed out before starting); throttled invokes
-  // are not counted, as in Lambda.
+  // Invocations admitted (counted as they start, so those running now are in); throttled
+  // invokes are not counted, as in Lambda.
   std::uint64_t invocations = 0;
   // Invocations that ended in an error: the handler's own, an exception, a timeout.
   std::uint64_t errors = 0;
@@ -92,7 +92,8 @@ struct FunctionMetrics {
   // late (overruns), and those past it still running now.
   std::uint64_t overruns = 0;
   std::int64_t running_overruns = 0;
-  // Handler run time, from the fiber starting it to its return, of every invocation that ran.
+  // Handler run time of every invocation that ran: from admission (inline) or from a worker
+  // picking it up (pool, async) to the handler's return.
   Histogram duration;
   // Invocations executing now. For a function with reserved concurrency (and for the engine
   // total) also the most ever at once; for one in the shared pool see
@@ -206,7 +207,7 @@ enum class LifecycleEventType : std::uint8_t {
   kInvokeStart,   // an invocation begins on its fiber (request id, version)
   kInvokeEnd,     // its handler returned (error if it failed)
   kInvokeReport,  // its figures (duration, billed, memory, init duration on a cold start)
-  kShutdown,      // the engine shuts down (reason)
+  kShutdown,      // the engine shuts down (reason: "shutdown requested", "engine destroyed")
   kLogsDropped,   // log lines were lost (count, reason)
 };
 

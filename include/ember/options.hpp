@@ -122,7 +122,10 @@ struct EngineOptions {
   LogSink log_sink;
   LogFormat log_format = LogFormat::kText;
   // Per-function metrics (observe.hpp). Off, the invoke path skips them entirely; the
-  // snapshot then has every counter and histogram at zero (gauges still read).
+  // snapshot then has every counter and histogram at zero, and so the concurrency of
+  // functions without reserved concurrency (it is derived from the counters); what the
+  // concurrency gates and queues know still reads: reserved functions' concurrency, the
+  // unreserved pool's, the engine total, async queue depths.
   bool metrics = true;
   // Share of root invocations (those not made from a handler) whose trace is recorded, 0..1.
   // Children follow their root's decision; an invoke that passes a sampled

@@ -120,7 +120,7 @@ std::int64_t EngineCore::on_overdue(Task* task, std::int64_t now, void* self) {
   const std::int64_t deadline = task->watch_deadline.load(std::memory_order_acquire);
   const std::uint64_t after = pc->state.load(std::memory_order_acquire);
   const std::uint64_t generation = before >> kGenerationShift;
-  if ((after >> kGenerationShift) != generation || (after & (kDone | kReleased)) != 0)
+  if ((after >> kGenerationShift) != generation || (after & (kSettled | kDone | kReleased)) != 0)
     return kNever;
   if (deadline > now) return deadline;
   if (pc->waiter == WaiterKind::kCallback && core->try_release(pc, kReleasedTimeout, generation)) {

@@ -38,7 +38,7 @@ EngineCore::EngineCore(EngineOptions options)
 }
 
 EngineCore::~EngineCore() {
-  shutdown(absl::Seconds(30));
+  shutdown(absl::Seconds(30), "engine destroyed");
   // Handlers past the drain deadline still hold their slots: wait for them (a timeout is not a
   // kill; DESIGN.md §4), then stop the workers.
   while (in_flight() != 0)
@@ -287,7 +287,7 @@ void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const
                  n & 0xffff'ffff'ffffULL);
 }
 
-void EngineCore::shutdown(absl::Duration drain) {
+void EngineCore::shutdown(absl::Duration drain, std::string_view reason) {
   if (init_error_) return;
   // From a handler, a worker (an async callback) or a callback that shutdown itself is
   // running, waiting for the drain would wait for ourselves: only stop admitting; the outer
@@ -309,7 +309,7 @@ void EngineCore::shutdown(absl::Duration drain) {
     LifecycleEvent e;
     e.type = LifecycleEventType::kShutdown;
     e.time = time_.to_time(time_.now());
-    e.reason = "shutdown";  // Engine::shutdown() or the engine's destructor
+    e.reason = reason;
     emit(e);
   }
 

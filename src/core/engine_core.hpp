@@ -106,7 +106,8 @@ class EngineCore final {
                                                                 const InvokeOptions& options);
   Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
                             const InvokeOptions& options);
-  void shutdown(absl::Duration drain);
+  // `reason` goes to the lifecycle observers' kShutdown event.
+  void shutdown(absl::Duration drain, std::string_view reason);
   [[nodiscard]] EngineStats stats() const;
 
   // ---- Observability: observe_hooks.cpp ----
@@ -182,9 +183,12 @@ class EngineCore final {
   static void run_task(Task* t);
   static void abandon_task(Task* t);
   Outcome call_handler(Invocation& inv);  // lets forced_unwind through
-  // Delivers the outcome; returns the state's release bits (kReleased*: the caller was
-  // released before the result was ready). pc may be recycled on return.
-  std::uint64_t finish_pooled(PendingCall* pc, bool ran);
+  // The handler's side is done: decides who answers the caller. Returns 0 if this side does
+  // (kSettled is set; no release can come any more), else the release bits already set.
+  std::uint64_t settle(PendingCall* pc);
+  // Then delivers the result (released == 0: sets kDone and wakes or calls back the caller),
+  // or notes the late return. pc may be recycled on return.
+  void finish_pooled(PendingCall* pc, bool ran, std::uint64_t released);
   void release_slot(FunctionRecord* fn) noexcept {
     fn->gate->release();
     if (shutting_down_.load(std::memory_order_relaxed)) drain_parker_.unpark();
@@ -246,22 +250,27 @@ class EngineCore final {
     const int slot = pin_slot();
     return slot < kPinSlots ? &fn->stats->shard(slot) : nullptr;
   }
-  // Counts an admitted invocation about to run (ConcurrentExecutions).
+  // Counts an admitted invocation (Invocations) about to run.
   void count_started(FunctionRecord* fn);
-  // Counts an ended invocation: duration < 0 when it never ran.
+  // Counts the end of an invocation: duration < 0 when it never ran. The admission was
+  // counted before (see stats.hpp for the order).
   [[gnu::always_inline]] static void count_end(MetricShard& s, Outcome outcome, bool cold,
                                                std::int64_t duration) noexcept {
-    s.invocations.add();
-    std::atomic_thread_fence(std::memory_order_release);  // before what qualifies it
+    std::atomic_thread_fence(std::memory_order_release);  // after the admission (no-op on x86)
     if (outcome != Outcome::kOk) [[unlikely]] {
       s.errors.add();
-      if (outcome == Outcome::kTimeout) s.timeouts.add();
-      std::atomic_thread_fence(std::memory_order_release);
+      if (outcome == Outcome::kTimeout) {
+        std::atomic_thread_fence(std::memory_order_release);  // the error first
+        s.timeouts.add();
+      }
     }
     if (cold) [[unlikely]]
       s.cold_starts.add();
-    if (duration >= 0) [[likely]]
+    if (duration >= 0) [[likely]] {
       s.duration.record(static_cast<std::uint64_t>(duration));
+    } else {
+      s.ended_unrun.add();
+    }
   }
   void count_end_any(FunctionRecord* fn, Outcome outcome, bool cold, std::int64_t duration);
   template <typename F>

@@ -70,6 +70,9 @@ inline constexpr std::uint64_t kDone = 4;               // the handler's side de
 inline constexpr std::uint64_t kReleasedTimeout = 8;    // the caller got kTimeout instead
 inline constexpr std::uint64_t kReleasedShutdown = 16;  // the caller got kShuttingDown instead
 inline constexpr std::uint64_t kReleased = kReleasedTimeout | kReleasedShutdown;
+// The handler's side won (before any release): it counts the end, then sets kDone. A release
+// is refused from here on; the caller still waits for kDone.
+inline constexpr std::uint64_t kSettled = 32;
 inline constexpr int kGenerationShift = 32;
 
 enum class WaiterKind : std::uint8_t { kThread, kFiber, kCallback };

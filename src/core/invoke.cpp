@@ -205,7 +205,7 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
   // Metrics: this thread's shard, written again when the handler returns (same thread).
   inv.shard = metric_shard(fn);
   if (inv.shard != nullptr) [[likely]] {
-    inv.shard->started.add();
+    inv.shard->invocations.add();
   } else if (metrics_) {
     count_started(fn);
   }
@@ -249,14 +249,11 @@ void EngineCore::run_task(Task* t) {
   FunctionRecord* fn = inv.fn;
   inv.fiber = current_fiber();
   inv.sequence = inv.fiber->next_sequence();
-  // The first invocation of a freshly initialised version is its cold start.
-  if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
-    inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
   if (inv.pending != nullptr) {
     PendingCall* pc = inv.pending;
     const std::uint64_t before = pc->state.fetch_or(kStarted, std::memory_order_seq_cst);
     const bool run = (before & kReleased) == 0;
-    Outcome outcome = (before & kReleasedTimeout) != 0 ? Outcome::kTimeout : Outcome::kError;
+    Outcome outcome = Outcome::kOk;  // released before it started: counted at the release
     std::int64_t duration = -1;
     if (run) {
       const std::int64_t start = core.time_.now();
@@ -271,6 +268,9 @@ void EngineCore::run_task(Task* t) {
         outcome = Outcome::kTimeout;
       } else {
         inv.start_ns = start;
+        // The first invocation of a freshly initialised version to run is its cold start.
+        if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
+          inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
         if (inv.observe != 0) [[unlikely]]
           core.observe_start(inv);
         outcome = core.call_handler(inv);
@@ -280,19 +280,23 @@ void EngineCore::run_task(Task* t) {
           core.observe_end(inv, end, outcome);  // before finish_pooled: pc may be recycled
       }
     }
-    const bool cold = inv.cold;
-    core.release_slot(fn);
-    const std::uint64_t released = core.finish_pooled(pc, run);
-    // A caller released at the deadline got kTimeout, whatever the handler returned later.
-    if ((released & kReleasedTimeout) != 0) {
-      outcome = Outcome::kTimeout;
-    } else if ((released & kReleasedShutdown) != 0) {
-      outcome = Outcome::kError;
+    // Settle who answers the caller (this side, or a release that came first), count the
+    // end, and only then let the caller have its answer: a caller that reads the metrics
+    // after its invoke returned finds it there.
+    const std::uint64_t released = core.settle(pc);
+    if (released != 0) {
+      // The caller got its error at the release, counted there (try_release); what the
+      // handler returned later does not count again.
+      outcome = Outcome::kOk;
+      if (run) core.count(fn, [](MetricShard& m) { m.overruns.add(); });
     }
-    if (run && (released & kReleased) != 0) core.count(fn, [](MetricShard& s) { s.overruns.add(); });
-    core.count_end_any(fn, outcome, cold, duration);
+    core.count_end_any(fn, outcome, inv.cold, duration);
+    core.release_slot(fn);
+    core.finish_pooled(pc, run, released);
     return;
   }
+  if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
+    inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
   if (inv.observe != 0) [[unlikely]]
     core.observe_start(inv);
   Outcome outcome = core.call_handler(inv);
@@ -324,12 +328,18 @@ void EngineCore::abandon_task(Task* t) {
   EngineCore& core = *inv.core;
   core.set_error(inv, Error{ErrorCode::kInternal,
                             cat("function '", inv.fn->name, "': could not map a fiber stack")});
-  core.count_end_any(inv.fn, Outcome::kError, false, -1);
-  core.release_slot(inv.fn);
-  if (inv.pending != nullptr) {
-    inv.pending->state.fetch_or(kStarted);
-    core.finish_pooled(inv.pending, false);
+  FunctionRecord* fn = inv.fn;
+  if (inv.pending == nullptr) {
+    core.count_end_any(fn, Outcome::kError, false, -1);
+    core.release_slot(fn);
+    return;
   }
+  PendingCall* pc = inv.pending;
+  pc->state.fetch_or(kStarted);
+  const std::uint64_t released = core.settle(pc);
+  core.count_end_any(fn, released != 0 ? Outcome::kOk : Outcome::kError, false, -1);
+  core.release_slot(fn);
+  core.finish_pooled(pc, false, released);
 }
 
 void EngineCore::set_error(Invocation& inv, Error error) {
@@ -477,11 +487,19 @@ void EngineCore::unref(PendingCall* pc) noexcept {
 bool EngineCore::try_release(PendingCall* pc, std::uint64_t reason, std::uint64_t generation) {
   std::uint64_t s = pc->state.load(std::memory_order_acquire);
   do {
-    if ((s & (kDone | kReleased)) != 0) return false;
+    if ((s & (kSettled | kDone | kReleased)) != 0) return false;
     if (generation != ~std::uint64_t{0} && (s >> kGenerationShift) != generation) return false;
   } while (!pc->state.compare_exchange_weak(s, s | reason, std::memory_order_acq_rel));
   pc->inv.abandoned.store(true, std::memory_order_relaxed);
   if (reason == kReleasedTimeout) timeouts_.fetch_add(1, std::memory_order_relaxed);
+  // The caller sees the error now: count it now (the handler's end adds only its duration).
+  count(pc->inv.fn, [&](MetricShard& m) {
+    m.errors.add();
+    if (reason == kReleasedTimeout) {
+      std::atomic_thread_fence(std::memory_order_release);
+      m.timeouts.add();
+    }
+  });
   if ((s & kStarted) != 0) {
     // The handler is running past its deadline: it keeps its slot until it returns.
     running_overruns_.fetch_add(1, std::memory_order_relaxed);
@@ -530,13 +548,18 @@ void EngineCore::deliver_release(PendingCall* pc, std::uint64_t reason) {
   }
 }
 
-std::uint64_t EngineCore::finish_pooled(PendingCall* pc, bool ran) {
+std::uint64_t EngineCore::settle(PendingCall* pc) {
   std::uint64_t s = pc->state.load(std::memory_order_acquire);
   for (;;) {
-    if ((s & kReleased) != 0) break;
-    if (pc->state.compare_exchange_weak(s, s | kDone, std::memory_order_acq_rel)) break;
+    if ((s & kReleased) != 0) return s & kReleased;
+    if (pc->state.compare_exchange_weak(s, s | kSettled, std::memory_order_acq_rel)) return 0;
   }
-  if ((s & kReleased) != 0) {
+}
+
+void EngineCore::finish_pooled(PendingCall* pc, bool ran, std::uint64_t released) {
+  std::uint64_t s = 0;
+  if (released == 0) s = pc->state.fetch_or(kDone, std::memory_order_acq_rel);  // kWaiting?
+  if (released != 0) {
     if (ran) {
       // Counted as running past its deadline when the caller was released; now it returned.
       running_overruns_.fetch_sub(1, std::memory_order_relaxed);
@@ -568,9 +591,7 @@ std::uint64_t EngineCore::finish_pooled(PendingCall* pc, bool ran) {
       }
     }
   }
-  const std::uint64_t released = s & kReleased;
   unref(pc);  // the handler's side
-  return released;
 }
 
 Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload,

@@ -21,19 +21,13 @@ MetricShard* FunctionStats::make_shard(int slot) {
   return s;
 }
 
-void FunctionStats::read_shard(const MetricShard& s, FunctionCounts& out) {
-  // What qualifies an invocation first, then (after the fence) invocations: see stats.hpp.
+void FunctionStats::read_ends(const MetricShard& s, FunctionCounts& out) {
   s.duration.add_to(out.duration);
   if (const HistogramShard* h = s.async_age.load(std::memory_order_acquire)) h->add_to(out.async_age);
-  const std::uint64_t timeouts = s.timeouts.load();
-  const std::uint64_t errors = s.errors.load();
-  const std::uint64_t cold = s.cold_starts.load();
-  std::atomic_thread_fence(std::memory_order_acquire);
-  out.invocations += s.invocations.load();
-  out.started += s.started.load();
-  out.timeouts += timeouts;
-  out.errors += errors;
-  out.cold_starts += cold;
+  out.timeouts += s.timeouts.load();  // before errors: a timeout's error is stored first
+  out.errors += s.errors.load();
+  out.ended_unrun += s.ended_unrun.load();
+  out.cold_starts += s.cold_starts.load();
   out.overruns += s.overruns.load();
   out.provisioned += s.provisioned.load();
   out.spillover += s.spillover.load();
@@ -43,20 +37,34 @@ void FunctionStats::read_shard(const MetricShard& s, FunctionCounts& out) {
   for (int i = 0; i < kThrottleReasons; ++i) out.throttles[i] += s.throttles[i].load();
 }
 
+void FunctionStats::read_admissions(const MetricShard& s, FunctionCounts& out) {
+  out.invocations += s.invocations.load();
+}
+
 void FunctionStats::read(FunctionCounts& out) const {
+  // Ends first, then (after the fence) admissions: see stats.hpp.
+  auto& shared_mu = const_cast<std::mutex&>(shared_mu_);
   for (int i = 0; i < kPinSlots; ++i) {
-    if (const MetricShard* s = shards_[i].load(std::memory_order_acquire)) read_shard(*s, out);
+    if (const MetricShard* s = shards_[i].load(std::memory_order_acquire)) read_ends(*s, out);
   }
   {
-    std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(shared_mu_));
-    read_shard(shared_, out);
+    std::lock_guard<std::mutex> lock(shared_mu);
+    read_ends(shared_, out);
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);
+  for (int i = 0; i < kPinSlots; ++i) {
+    if (const MetricShard* s = shards_[i].load(std::memory_order_acquire)) read_admissions(*s, out);
+  }
+  {
+    std::lock_guard<std::mutex> lock(shared_mu);
+    read_admissions(shared_, out);
   }
   std::lock_guard<std::mutex> lock(init_mu_);
   init_duration_.add_to(out.init_duration);
 }
 
 void EngineCore::count_started(FunctionRecord* fn) {
-  count(fn, [](MetricShard& s) { s.started.add(); });
+  count(fn, [](MetricShard& s) { s.invocations.add(); });
 }
 
 void EngineCore::count_end_any(FunctionRecord* fn, Outcome outcome, bool cold,
@@ -401,10 +409,10 @@ MetricsSnapshot EngineCore::metrics() const {
       f.concurrent_executions = e->own_gate->in_use();
       f.concurrent_executions_max = e->own_gate->max_in_use();
     } else {
-      // started and ended are read shard by shard while invocations run: clamp the
-      // difference (it is exact when the function is idle).
+      // Admitted minus ended (exact when the function is idle; never negative, see stats.hpp).
+      const std::uint64_t ended = c.duration.count + c.ended_unrun;
       f.concurrent_executions =
-          c.started > c.invocations ? static_cast<std::int64_t>(c.started - c.invocations) : 0;
+          c.invocations > ended ? static_cast<std::int64_t>(c.invocations - ended) : 0;
     }
     f.cold_starts = c.cold_starts;
     f.init_duration = to_public(c.init_duration);

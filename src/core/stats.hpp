@@ -7,11 +7,16 @@
 // read-modify-write. Threads past kPinSlots share one more shard under a mutex. A snapshot
 // sums the shards.
 //
-// Consistency: within a shard the writer stores `invocations` first and the counts that
-// qualify it (errors, timeouts, the duration histogram) after a release fence; a reader loads
-// those first, then (after an acquire fence) `invocations`. So a snapshot never shows more
-// errors, timeouts or durations than invocations, nor more timeouts than errors, though it
-// may lag an invocation in flight.
+// An invocation is counted when it is admitted (`invocations`) and again when it ends: its
+// duration goes into the histogram, or, if it never ran, into `ended_unrun`. So
+// ConcurrentExecutions = invocations - duration.count - ended_unrun, with no third counter
+// on the hot path.
+//
+// Consistency: an invocation's end is written after its admission (on the same thread, or on
+// a worker the admission handed it to), and its timeout count after its error count. A reader
+// loads every shard's end counts first (timeouts before errors), then, after an acquire fence,
+// every shard's `invocations`. So a snapshot never shows more ends, errors or durations than
+// invocations, nor more timeouts than errors, though it may lag an invocation in flight.
 #pragma once
 
 #include <atomic>
@@ -43,8 +48,8 @@ class Count final {
 
 struct MetricShard {
   // Written on every invocation: first, together.
-  Count started;      // admitted and about to run (ConcurrentExecutions = started - ended)
-  Count invocations;  // ended: ran, or timed out before it could start
+  Count invocations;  // admitted
+  Count ended_unrun;  // ended without running (timed out before it could start, no stack)
   Count errors;
   Count timeouts;
   Count overruns;
@@ -76,7 +81,7 @@ struct MetricShard {
 
 // What a snapshot reads of one function's shards.
 struct FunctionCounts {
-  std::uint64_t started = 0, invocations = 0, errors = 0, timeouts = 0, overruns = 0,
+  std::uint64_t invocations = 0, ended_unrun = 0, errors = 0, timeouts = 0, overruns = 0,
                 cold_starts = 0, provisioned = 0, spillover = 0, async_dropped = 0,
                 dead_letter_errors = 0, destination_failures = 0;
   std::uint64_t throttles[kThrottleReasons] = {};
@@ -128,7 +133,9 @@ class FunctionStats final {
 
  private:
   MetricShard* make_shard(int slot);
-  static void read_shard(const MetricShard& s, FunctionCounts& out);
+  // The two passes of read(): what ends an invocation, then what admits it.
+  static void read_ends(const MetricShard& s, FunctionCounts& out);
+  static void read_admissions(const MetricShard& s, FunctionCounts& out);
 
   std::unique_ptr<std::atomic<MetricShard*>[]> shards_;
   std::mutex shared_mu_;

@@ -37,7 +37,7 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineOptions options) {
 Engine::~Engine() {
   // Plugin code may only be unmapped once no handler runs it: drain, wait for handlers past
   // their deadline, then unload plugins and layers, then stop the workers.
-  core_->shutdown(absl::Seconds(30));
+  core_->shutdown(absl::Seconds(30), "engine destroyed");
   core_->wait_quiescent();
   plugins_.reset();
 }
@@ -74,7 +74,7 @@ std::future<Result<std::string>> Engine::invoke_future(FunctionHandle fn, std::s
   return future;
 }
 
-void Engine::shutdown(absl::Duration drain) { core_->shutdown(drain); }
+void Engine::shutdown(absl::Duration drain) { core_->shutdown(drain, "shutdown requested"); }
 
 EngineStats Engine::stats() const {
   EngineStats s = core_->stats();
