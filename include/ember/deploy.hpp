@@ -38,6 +38,9 @@ struct PluginOptions {
   // How long reload/unload wait for the old version's invocations before returning; a
   // version still busy then is closed later, when its last invocation has returned.
   absl::Duration drain_timeout = absl::Seconds(30);
+  // Write START / END / REPORT lines around each invocation of the plugin's functions
+  // (FunctionConfig::report_logs). The deployer's choice, not the plugin's, as in Lambda.
+  bool report_logs = false;
 };
 
 // One function version a load published.

@@ -95,15 +95,17 @@ struct FunctionMetrics {
   // Handler run time of every invocation that ran: from admission (inline) or from a worker
   // picking it up (pool, async) to the handler's return.
   Histogram duration;
-  // Invocations executing now. For a function with reserved concurrency (and for the engine
-  // total) also the most ever at once; for one in the shared pool see
-  // MetricsSnapshot::unreserved_concurrent_executions_max (as in Lambda, which reports
-  // per-function concurrency for functions with their own limit).
+  // Invocations executing now. For a function with reserved concurrency also the most ever at
+  // once (its own gate keeps it); for one in the shared pool see
+  // MetricsSnapshot::unreserved_concurrent_executions_max, as Lambda reports the high-water
+  // per function only for functions with their own limit. The engine total has no high-water:
+  // keeping one would put a shared counter on every invoke.
   std::int64_t concurrent_executions = 0;
   std::optional<std::int64_t> concurrent_executions_max;
   std::optional<int> reserved_concurrency;
-  // Cold starts: invocations that were the first of a freshly initialised version (they paid
-  // for its init) and the init durations.
+  // Cold starts: invocations that were the first to run of a freshly published version (they
+  // paid for its init), and those versions' init durations (0 for a function without init),
+  // one sample per cold start. Plugin versions only, until execution environments land.
   std::uint64_t cold_starts = 0;
   Histogram init_duration;
   // Provisioned concurrency (execution environments): invocations served by a provisioned
@@ -140,7 +142,7 @@ struct EMBER_EXPORT MetricsSnapshot {
   std::int64_t unreserved_concurrent_executions_max = 0;
   std::int64_t unreserved_concurrency_limit = 0;
   std::int64_t concurrency_limit = 0;  // EngineOptions::concurrency_limit
-  std::uint64_t logs_dropped = 0;      // log lines the sink threw on
+  std::uint64_t logs_dropped = 0;      // log lines the sink threw on, events an observer threw on
   std::uint64_t spans_dropped = 0;     // sampled spans lost to a full span buffer
 
   // The metrics of `function`, or nullptr.

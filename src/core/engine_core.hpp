@@ -183,6 +183,7 @@ class EngineCore final {
   static void run_task(Task* t);
   static void abandon_task(Task* t);
   Outcome call_handler(Invocation& inv);  // lets forced_unwind through
+  [[gnu::cold]] Outcome handler_failed(const Invocation& inv, const Error& error);
   // The handler's side is done: decides who answers the caller. Returns 0 if this side does
   // (kSettled is set; no release can come any more), else the release bits already set.
   std::uint64_t settle(PendingCall* pc);
@@ -292,11 +293,14 @@ class EngineCore final {
   [[gnu::cold, gnu::noinline]] void prepare_observed(Invocation& inv, const TraceContext& in,
                                                      const Invocation* parent);
   [[gnu::cold, gnu::noinline]] void observe_start(Invocation& inv);
+  // `caller_error`: what the caller got instead of the handler's result (it was released), or
+  // nullptr.
   [[gnu::cold, gnu::noinline]] void observe_end(Invocation& inv, std::int64_t end,
-                                                Outcome outcome);
-  Outcome outcome_of(const Invocation& inv) const noexcept;
+                                                Outcome outcome, const Error* caller_error);
+  // The cold start of fn's version, if nobody took it yet (its Init Duration is counted then).
+  [[gnu::cold]] bool take_cold(FunctionRecord* fn) noexcept;
   const Error* error_of(const Invocation& inv) const noexcept;
-  void record_span(const Invocation& inv, std::int64_t end, Outcome outcome);
+  void record_span(const Invocation& inv, std::int64_t end, const Error* error);
 
   void init_observe();
 

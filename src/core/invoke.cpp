@@ -270,25 +270,32 @@ void EngineCore::run_task(Task* t) {
         inv.start_ns = start;
         // The first invocation of a freshly initialised version to run is its cold start.
         if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
-          inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
+          inv.cold = core.take_cold(fn);
         if (inv.observe != 0) [[unlikely]]
           core.observe_start(inv);
         outcome = core.call_handler(inv);
-        const std::int64_t end = core.time_.now();
-        duration = end - start;
-        if (inv.observe != 0) [[unlikely]]
-          core.observe_end(inv, end, outcome);  // before finish_pooled: pc may be recycled
+        duration = core.time_.now() - start;
       }
     }
     // Settle who answers the caller (this side, or a release that came first), count the
     // end, and only then let the caller have its answer: a caller that reads the metrics
     // after its invoke returned finds it there.
     const std::uint64_t released = core.settle(pc);
+    if (run && duration >= 0 && inv.observe != 0) [[unlikely]] {
+      // Before finish_pooled (pc may be recycled), with what the caller got.
+      if (released != 0) {
+        const Error caller_error = core.release_error(*pc, released);
+        core.observe_end(inv, inv.start_ns + duration, Outcome::kError, &caller_error);
+      } else {
+        core.observe_end(inv, inv.start_ns + duration, outcome, nullptr);
+      }
+    }
     if (released != 0) {
       // The caller got its error at the release, counted there (try_release); what the
       // handler returned later does not count again.
       outcome = Outcome::kOk;
-      if (run) core.count(fn, [](MetricShard& m) { m.overruns.add(); });
+      if (run && (released & kReleasedTimeout) != 0)
+        core.count(fn, [](MetricShard& m) { m.overruns.add(); });
     }
     core.count_end_any(fn, outcome, inv.cold, duration);
     core.release_slot(fn);
@@ -296,7 +303,7 @@ void EngineCore::run_task(Task* t) {
     return;
   }
   if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
-    inv.cold = fn->cold.exchange(false, std::memory_order_relaxed);
+    inv.cold = core.take_cold(fn);
   if (inv.observe != 0) [[unlikely]]
     core.observe_start(inv);
   Outcome outcome = core.call_handler(inv);
@@ -315,7 +322,7 @@ void EngineCore::run_task(Task* t) {
     core.count_end_any(fn, outcome, inv.cold, end - inv.start_ns);
   }
   if (inv.observe != 0) [[unlikely]]
-    core.observe_end(inv, end, outcome);
+    core.observe_end(inv, end, outcome, nullptr);
   core.release_slot(fn);
   if (inv.waiting_parent != nullptr) {
     Fiber* parent = inv.waiting_parent;
@@ -384,13 +391,7 @@ EngineCore::Outcome EngineCore::call_handler(Invocation& inv) {
     if (!out->has_value()) [[unlikely]] {
       // A handler that gives up with the kTimeout its suspension point reported timed out.
       // One that stops because its caller was released (kCancelled) was counted at the release.
-      const ErrorCode code = out->error().code;
-      if (code == ErrorCode::kTimeout) {
-        timeouts_.fetch_add(1, std::memory_order_relaxed);
-        return Outcome::kTimeout;
-      }
-      if (code != ErrorCode::kCancelled) handler_errors_.fetch_add(1, std::memory_order_relaxed);
-      return Outcome::kError;
+      return handler_failed(inv, out->error());
     }
     if (out->value().size() > options_.max_sync_payload) [[unlikely]] {
       const std::size_t size = out->value().size();
@@ -412,11 +413,26 @@ EngineCore::Outcome EngineCore::call_handler(Invocation& inv) {
   const Error* e = inv.typed->error_of(inv.typed->out);
   if (e == nullptr) [[likely]]
     return Outcome::kOk;
-  if (e->code == ErrorCode::kTimeout) {
+  return handler_failed(inv, *e);
+}
+
+EngineCore::Outcome EngineCore::handler_failed(const Invocation& inv, const Error& error) {
+  // A handler that gives up with a kTimeout once its deadline has passed timed out (its
+  // suspension point told it so). One that passes on a kTimeout of its own nested call before
+  // its own deadline failed; one that stops because its caller was released (kCancelled) was
+  // counted at the release.
+  if (error.code == ErrorCode::kTimeout && time_.now() >= inv.deadline) {
     timeouts_.fetch_add(1, std::memory_order_relaxed);
+    if (!inv.abandoned.load(std::memory_order_relaxed)) {  // a release logged it already
+      char rid[37];
+      format_request_id(inv, rid);
+      log(LogLevel::kError, inv.fn->name, std::string_view(rid, 36),
+          cat("Task timed out after ", seconds(inv.timeout_ns), " seconds"), LogKind::kEngine,
+          inv.fn->version);
+    }
     return Outcome::kTimeout;
   }
-  if (e->code != ErrorCode::kCancelled) handler_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (error.code != ErrorCode::kCancelled) handler_errors_.fetch_add(1, std::memory_order_relaxed);
   return Outcome::kError;
 }
 
@@ -500,11 +516,11 @@ bool EngineCore::try_release(PendingCall* pc, std::uint64_t reason, std::uint64_
       m.timeouts.add();
     }
   });
-  if ((s & kStarted) != 0) {
+  if ((s & kStarted) != 0 && reason == kReleasedTimeout) {
     // The handler is running past its deadline: it keeps its slot until it returns.
     running_overruns_.fetch_add(1, std::memory_order_relaxed);
     pc->inv.fn->stats->running_overruns.fetch_add(1, std::memory_order_relaxed);
-    if (reason == kReleasedTimeout) {
+    {
       // run_task wrote the fiber and sequence before setting kStarted, which we read above.
       char rid[37];
       format_request_id(pc->inv, rid);
@@ -557,14 +573,17 @@ std::uint64_t EngineCore::settle(PendingCall* pc) {
 }
 
 void EngineCore::finish_pooled(PendingCall* pc, bool ran, std::uint64_t released) {
+  // Settled: the caller waits for kDone (the state returned says whether a fiber suspended).
   std::uint64_t s = 0;
-  if (released == 0) s = pc->state.fetch_or(kDone, std::memory_order_acq_rel);  // kWaiting?
+  if (released == 0) s = pc->state.fetch_or(kDone, std::memory_order_acq_rel);
   if (released != 0) {
     if (ran) {
-      // Counted as running past its deadline when the caller was released; now it returned.
-      running_overruns_.fetch_sub(1, std::memory_order_relaxed);
-      pc->inv.fn->stats->running_overruns.fetch_sub(1, std::memory_order_relaxed);
-      overruns_.fetch_add(1, std::memory_order_relaxed);
+      if ((released & kReleasedTimeout) != 0) {
+        // Counted as running past its deadline when the caller was released; now it returned.
+        running_overruns_.fetch_sub(1, std::memory_order_relaxed);
+        pc->inv.fn->stats->running_overruns.fetch_sub(1, std::memory_order_relaxed);
+        overruns_.fetch_add(1, std::memory_order_relaxed);
+      }
       char rid[37];
       format_request_id(pc->inv, rid);
       log(LogLevel::kWarn, pc->inv.fn->name, rid,

@@ -180,8 +180,13 @@ void EngineCore::observe_init_report(std::string_view function, std::string_view
 
 void EngineCore::set_cold(FunctionRecord* record, std::int64_t init_ns) noexcept {
   record->init_ns = init_ns;
-  if (metrics_) record->stats->record_init(static_cast<std::uint64_t>(std::max<std::int64_t>(0, init_ns)));
   record->cold.store(true, std::memory_order_release);
+}
+
+bool EngineCore::take_cold(FunctionRecord* fn) noexcept {
+  if (!fn->cold.exchange(false, std::memory_order_relaxed)) return false;
+  if (metrics_) fn->stats->record_init(static_cast<std::uint64_t>(std::max<std::int64_t>(0, fn->init_ns)));
+  return true;
 }
 
 // ---- the observed path of one invocation ----
@@ -272,21 +277,24 @@ void EngineCore::observe_start(Invocation& inv) {
   }
 }
 
-EngineCore::Outcome EngineCore::outcome_of(const Invocation& inv) const noexcept {
-  const Error* e = error_of(inv);
-  if (e == nullptr) return Outcome::kOk;
-  return e->code == ErrorCode::kTimeout ? Outcome::kTimeout : Outcome::kError;
-}
-
 const Error* EngineCore::error_of(const Invocation& inv) const noexcept {
   if (inv.typed != nullptr) return inv.typed->error_of(inv.typed->out);
   return inv.out->has_value() ? nullptr : &inv.out->error();
 }
 
-void EngineCore::observe_end(Invocation& inv, std::int64_t end, Outcome outcome) {
+void EngineCore::observe_end(Invocation& inv, std::int64_t end, Outcome outcome,
+                             const Error* caller_error) {
   const FunctionRecord& fn = *inv.fn;
   const std::int64_t duration = std::max<std::int64_t>(0, end - inv.start_ns);
-  if ((inv.observe & kObserveSpan) != 0) record_span(inv, end, outcome);
+  // What the caller got: the release's error, the handler's, or (an overrun, whose result was
+  // replaced after the fact) a timeout.
+  Error overrun;
+  const Error* error = caller_error != nullptr ? caller_error : error_of(inv);
+  if (error == nullptr && outcome != Outcome::kOk) {
+    overrun = timeout_error(fn, inv.timeout_ns);
+    error = &overrun;
+  }
+  if ((inv.observe & kObserveSpan) != 0) record_span(inv, end, error);
   if ((inv.observe & (kObserveLogs | kObserveEvents)) == 0) return;
   char rid[37];
   format_request_id(inv, rid);
@@ -302,7 +310,6 @@ void EngineCore::observe_end(Invocation& inv, std::int64_t end, Outcome outcome)
     log(LogLevel::kInfo, fn.name, request_id, {}, LogKind::kReport, fn.version, &report);
   }
   if ((inv.observe & kObserveEvents) != 0) {
-    const Error* error = error_of(inv);
     LifecycleEvent e;
     e.type = LifecycleEventType::kInvokeEnd;
     e.time = time_.to_time(end);
@@ -321,7 +328,7 @@ void EngineCore::observe_end(Invocation& inv, std::int64_t end, Outcome outcome)
   }
 }
 
-void EngineCore::record_span(const Invocation& inv, std::int64_t end, Outcome outcome) {
+void EngineCore::record_span(const Invocation& inv, std::int64_t end, const Error* error) {
   Span span;
   span.trace_id = inv.trace.trace_id;
   span.span_id = inv.trace.span_id;
@@ -333,10 +340,7 @@ void EngineCore::record_span(const Invocation& inv, std::int64_t end, Outcome ou
   span.request_id.assign(rid, 36);
   span.start_ns = inv.start_ns;
   span.duration_ns = std::max<std::int64_t>(0, end - inv.start_ns);
-  if (outcome != Outcome::kOk) {
-    const Error* e = error_of(inv);
-    span.error = e != nullptr ? e->code : ErrorCode::kTimeout;
-  }
+  if (error != nullptr) span.error = error->code;
   span.fiber = inv.fiber != nullptr ? inv.fiber->id() : 0;
   SpanBuffer& b = *spans_;
   const Worker* worker = scheduler_->current_worker();

@@ -171,6 +171,7 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
     }
     auto config = function_config(named, i, *f);
     if (!config) return tl::unexpected<Error>(std::move(config.error()));
+    config->report_logs = options.report_logs;  // the deployer's choice, as Lambda's LoggingConfig
     for (std::size_t j = 0; j < i; ++j) {
       if (m->functions[j].name == f->name) {
         return fail(

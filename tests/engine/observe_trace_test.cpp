@@ -711,17 +711,26 @@ TEST_P(ObserveLifecycleTest, SubscribeRefusesANullObserverAndAnEmptyMask) {
   }
 }
 
-TEST_P(ObserveLifecycleTest, ShutdownIsToldOnce) {
+TEST_P(ObserveLifecycleTest, ShutdownIsToldOnceWithItsReason) {
   start(observed());
   auto observer = std::make_shared<Observer>();
   ASSERT_TRUE(engine().subscribe(observer));
   engine().shutdown();
   engine().shutdown();
   engine_.reset();  // the destructor shuts down too
-  const auto seen = observer->seen();
+  auto seen = observer->seen();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].type, Type::kShutdown);
-  EXPECT_FALSE(seen[0].reason.empty());
+  EXPECT_EQ(seen[0].reason, "shutdown requested");
+  EXPECT_EQ(seen[0].time, clock_.now());
+
+  start(observed());  // an engine destroyed without shutdown() says so
+  auto other = std::make_shared<Observer>();
+  ASSERT_TRUE(engine().subscribe(other, lifecycle_mask(Type::kShutdown)));
+  engine_.reset();
+  seen = other->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].reason, "engine destroyed");
 }
 
 TEST_P(ObserveLifecycleTest, AnObserverThatThrowsDoesNotBreakTheInvoke) {
