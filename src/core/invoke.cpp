@@ -316,14 +316,16 @@ void EngineCore::run_task(Task* t) {
     outcome = Outcome::kTimeout;
     core.count(fn, [](MetricShard& s) { s.overruns.add(); });
   }
+  if (inv.observe != 0) [[unlikely]]
+    core.observe_end(inv, end, outcome, nullptr);
+  core.release_slot(fn);
+  // After the slot's locked release, which would otherwise wait for these stores (and so for
+  // the clock read their bucket's address depends on). The caller is still inside invoke().
   if (inv.shard != nullptr) [[likely]] {
     count_end(*inv.shard, outcome, inv.cold, end - inv.start_ns);
   } else if (core.metrics_) {
     core.count_end_any(fn, outcome, inv.cold, end - inv.start_ns);
   }
-  if (inv.observe != 0) [[unlikely]]
-    core.observe_end(inv, end, outcome, nullptr);
-  core.release_slot(fn);
   if (inv.waiting_parent != nullptr) {
     Fiber* parent = inv.waiting_parent;
     parent->home()->ready(parent);
