@@ -116,29 +116,31 @@ int main() {
   release_slow.set_value();
 
   // START / END / REPORT lines, Lambda's, for a function that asks for them.
-  auto audited = engine.register_function("audited", {.report_logs = true},
-                                          [](Context& ctx, std::string_view in) -> Result<std::string> {
-                                            ctx.log("auditing");
-                                            return std::string(in);
-                                          });
+  auto audited =
+      engine.register_function("audited", {.report_logs = true},
+                               [](Context& ctx, std::string_view in) -> Result<std::string> {
+                                 ctx.log("auditing");
+                                 return std::string(in);
+                               });
   show("invoke audited (report_logs)", engine.invoke(*audited, "ok"));
 
   // Metrics, with Lambda's names, summed from per-thread shards.
   ember::MetricsSnapshot m = engine.metrics();
   for (const char* name : {"greet", "slow"}) {
     const ember::FunctionMetrics* f = m.function(name);
-    std::printf("metrics %-6s invocations=%llu errors=%llu timeouts=%llu throttles=%llu "
-                "p50=%.1f us max=%.1f us\n",
-                name, static_cast<unsigned long long>(f->invocations),
-                static_cast<unsigned long long>(f->errors),
-                static_cast<unsigned long long>(f->timeouts),
-                static_cast<unsigned long long>(f->throttles()), f->duration.quantile(0.5) / 1e3,
-                static_cast<double>(f->duration.max_ns) / 1e3);
+    std::printf(
+        "metrics %-6s invocations=%llu errors=%llu timeouts=%llu throttles=%llu "
+        "p50=%.1f us max=%.1f us\n",
+        name, static_cast<unsigned long long>(f->invocations),
+        static_cast<unsigned long long>(f->errors), static_cast<unsigned long long>(f->timeouts),
+        static_cast<unsigned long long>(f->throttles()), f->duration.quantile(0.5) / 1e3,
+        static_cast<double>(f->duration.max_ns) / 1e3);
   }
   const std::string prom = ember::metrics_text(engine);
   std::printf("metrics_text: %zu bytes of Prometheus text, e.g.\n", prom.size());
   for (std::size_t at = prom.find("ember_invocations_total{"), shown = 0;
-       at != std::string::npos && shown < 3; at = prom.find("ember_invocations_total{", at + 1), ++shown) {
+       at != std::string::npos && shown < 3;
+       at = prom.find("ember_invocations_total{", at + 1), ++shown) {
     std::printf("  %s\n", prom.substr(at, prom.find('\n', at) - at).c_str());
   }
   engine.shutdown();

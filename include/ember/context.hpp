@@ -98,7 +98,11 @@ class EMBER_EXPORT Context final {
 template <typename Out, typename In>
 Result<Out> Context::invoke(FunctionHandle fn, const In& in, const InvokeOptions& options) {
   Result<Out> out = tl::unexpected<Error>(Error{ErrorCode::kInternal, "no result"});
-  detail::TypedCall call{&typeid(In), &typeid(Out), &in, &out, &detail::set_typed_error<Out>,
+  detail::TypedCall call{&typeid(In),
+                         &typeid(Out),
+                         &in,
+                         &out,
+                         &detail::set_typed_error<Out>,
                          &detail::typed_error_of<Out>};
   if (auto admitted = invoke_typed(fn, call, options); !admitted) {
     return tl::unexpected<Error>(std::move(admitted.error()));

@@ -72,8 +72,8 @@ struct TypedCall {
   const std::type_info* in_type;
   const std::type_info* out_type;
   const void* in;
-  void* out;                              // a Result<Out>
-  void (*set_error)(void* out, Error&&);  // stores an Error into *out
+  void* out;                                  // a Result<Out>
+  void (*set_error)(void* out, Error&&);      // stores an Error into *out
   const Error* (*error_of)(const void* out);  // the Error in *out, or nullptr if it holds a value
 };
 

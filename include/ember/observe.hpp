@@ -51,9 +51,9 @@ struct HistogramBucket {
 };
 
 struct EMBER_EXPORT Histogram {
-  std::uint64_t count = 0;   // values recorded; always the sum of the buckets' counts
-  std::uint64_t sum_ns = 0;  // their sum
-  std::uint64_t max_ns = 0;  // the largest, exactly
+  std::uint64_t count = 0;               // values recorded; always the sum of the buckets' counts
+  std::uint64_t sum_ns = 0;              // their sum
+  std::uint64_t max_ns = 0;              // the largest, exactly
   std::vector<HistogramBucket> buckets;  // the non-empty buckets, ascending
 
   // Nearest-rank quantile (q in [0, 1]) in nanoseconds, as its bucket's midpoint, never above
@@ -133,9 +133,9 @@ struct FunctionMetrics {
 };
 
 struct EMBER_EXPORT MetricsSnapshot {
-  absl::Time taken;  // on the engine's clock
-  bool enabled = true;  // EngineOptions::metrics: false leaves counters and histograms at zero
-  FunctionMetrics total;                   // the sum over all functions, gauges included
+  absl::Time taken;       // on the engine's clock
+  bool enabled = true;    // EngineOptions::metrics: false leaves counters and histograms at zero
+  FunctionMetrics total;  // the sum over all functions, gauges included
   std::vector<FunctionMetrics> functions;  // every function ever registered or loaded, by name
   // The unreserved pool: invocations using it now, the most ever at once, its size now.
   std::int64_t unreserved_concurrent_executions = 0;
@@ -169,7 +169,8 @@ struct EMBER_EXPORT MetricsSnapshot {
 //  text, platform lines:       "START RequestId: <id> Version: $LATEST",
 //                              "END RequestId: <id>",
 //                              "REPORT RequestId: <id>\tDuration: 0.12 ms\tBilled Duration: 1 ms\t
-//                               Memory Size: 128 MB\tMax Memory Used: 3 MB[\tInit Duration: 0.40 ms]"
+//                               Memory Size: 128 MB\tMax Memory Used: 3 MB[\tInit Duration: 0.40
+//                               ms]"
 //                              (one line; tab-separated),
 //  json: {"time":...,"type":"platform.start","record":{"requestId":...,"version":...}},
 //        platform.end, platform.report (record.metrics: durationMs, billedDurationMs,
@@ -219,14 +220,14 @@ struct LifecycleEvent {
   std::string_view function;
   std::string_view version;
   std::string_view request_id;
-  std::int64_t duration_ns = 0;              // kInitReport, kInvokeReport
+  std::int64_t duration_ns = 0;                  // kInitReport, kInvokeReport
   std::optional<std::int64_t> init_duration_ns;  // kInvokeReport of a cold start
-  std::int64_t billed_duration_ms = 0;       // kInvokeReport
-  int memory_size_mb = 0;                    // kInvokeReport
-  int max_memory_used_mb = 0;                // kInvokeReport
-  const Error* error = nullptr;              // kInitReport, kInvokeEnd, kInvokeReport: failed
-  std::string_view reason;                   // kShutdown, kLogsDropped
-  std::uint64_t count = 0;                   // kLogsDropped: lines lost
+  std::int64_t billed_duration_ms = 0;           // kInvokeReport
+  int memory_size_mb = 0;                        // kInvokeReport
+  int max_memory_used_mb = 0;                    // kInvokeReport
+  const Error* error = nullptr;                  // kInitReport, kInvokeEnd, kInvokeReport: failed
+  std::string_view reason;                       // kShutdown, kLogsDropped
+  std::uint64_t count = 0;                       // kLogsDropped: lines lost
 };
 
 // Receives lifecycle events, synchronously, on the thread where they happen (a caller, a

@@ -53,9 +53,9 @@ enum class LogKind : std::uint8_t {
 // The figures of a REPORT line.
 struct InvocationReport {
   std::int64_t duration_ns = 0;
-  std::int64_t billed_duration_ms = 0;  // the duration rounded up to a whole millisecond
-  int memory_size_mb = 0;               // FunctionConfig::memory_mb
-  int max_memory_used_mb = 0;           // the process's peak resident set (see README)
+  std::int64_t billed_duration_ms = 0;           // the duration rounded up to a whole millisecond
+  int memory_size_mb = 0;                        // FunctionConfig::memory_mb
+  int max_memory_used_mb = 0;                    // the process's peak resident set (see README)
   std::optional<std::int64_t> init_duration_ns;  // only on a cold start
 };
 
@@ -66,8 +66,8 @@ struct LogRecord {
   std::string_view request_id;  // empty for engine-level lines
   std::string_view message;     // empty for START/END/REPORT (their fields say it all)
   LogKind kind = LogKind::kHandler;
-  absl::Time time;              // on the engine's clock
-  std::string_view version;     // the function version (START; others when known)
+  absl::Time time;                           // on the engine's clock
+  std::string_view version;                  // the function version (START; others when known)
   const InvocationReport* report = nullptr;  // kReport only
 };
 

@@ -82,9 +82,8 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
       break;
   }
   throttles_.fetch_add(1, std::memory_order_relaxed);
-  count(fn, [](MetricShard& s) {
-    s.throttles[static_cast<int>(ThrottleReason::kQueueFull)].add();
-  });
+  count(fn,
+        [](MetricShard& s) { s.throttles[static_cast<int>(ThrottleReason::kQueueFull)].add(); });
   const std::string limit = fn->gate->description();
   pc->callback = nullptr;
   pc->refs.store(1, std::memory_order_relaxed);

@@ -13,7 +13,6 @@
 
 namespace ember::detail {
 
-
 EngineCore::EngineCore(EngineOptions options)
     : options_(std::move(options)),
       request_nonce_(absl::Uniform<std::uint64_t>(absl::BitGen())),

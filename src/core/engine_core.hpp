@@ -137,8 +137,8 @@ class EngineCore final {
   Engine& engine() noexcept { return *engine_; }
   void set_engine(Engine* e) noexcept { engine_ = e; }
   void log(LogLevel level, std::string_view function, std::string_view request_id,
-           std::string_view message, LogKind kind = LogKind::kEngine,
-           std::string_view version = {}, const InvocationReport* report = nullptr) const;
+           std::string_view message, LogKind kind = LogKind::kEngine, std::string_view version = {},
+           const InvocationReport* report = nullptr) const;
   [[nodiscard]] bool draining_over() const noexcept {
     return drain_over_.load(std::memory_order_relaxed);
   }
@@ -295,8 +295,8 @@ class EngineCore final {
   [[gnu::cold, gnu::noinline]] void observe_start(Invocation& inv);
   // `caller_error`: what the caller got instead of the handler's result (it was released), or
   // nullptr.
-  [[gnu::cold, gnu::noinline]] void observe_end(Invocation& inv, std::int64_t end,
-                                                Outcome outcome, const Error* caller_error);
+  [[gnu::cold, gnu::noinline]] void observe_end(Invocation& inv, std::int64_t end, Outcome outcome,
+                                                const Error* caller_error);
   // The cold start of fn's version, if nobody took it yet (its Init Duration is counted then).
   [[gnu::cold]] bool take_cold(FunctionRecord* fn) noexcept;
   const Error* error_of(const Invocation& inv) const noexcept;
@@ -337,7 +337,7 @@ class EngineCore final {
   // Observability (observe_hooks.cpp).
   const bool metrics_;
   // kHook* bits: whether any invocation needs the observed path regardless of its function.
-  static constexpr std::uint8_t kHookEvents = kObserveEvents;  // invoke events subscribed
+  static constexpr std::uint8_t kHookEvents = kObserveEvents;   // invoke events subscribed
   static constexpr std::uint8_t kHookSampling = kObserveTrace;  // trace_sample_rate > 0
   std::atomic<std::uint8_t> hooks_{0};
   std::uint64_t sample_threshold_ = 0;  // a root is sampled if a random u64 < this (rate 1: all)
@@ -354,7 +354,7 @@ class EngineCore final {
   std::atomic<const Observers*> observers_{nullptr};
   std::mutex observers_mu_;  // serialises subscribe/unsubscribe; guards retired_observers_
   std::vector<std::unique_ptr<const Observers>> retired_observers_;  // kept: readers may hold them
-  std::uint64_t next_subscription_ = 1;                               // guarded by observers_mu_
+  std::uint64_t next_subscription_ = 1;                              // guarded by observers_mu_
   struct SpanBuffer {
     explicit SpanBuffer(std::size_t cap) : capacity(cap) {}
     const std::size_t capacity;

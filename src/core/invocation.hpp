@@ -52,13 +52,13 @@ struct Invocation : Task {
   // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
   std::atomic<bool> abandoned{false};
   // Metrics and observation.
-  std::int64_t start_ns = 0;       // when the handler started (engine time)
-  MetricShard* shard = nullptr;    // inline: this thread's shard of the function, if metrics on
-  std::uint8_t observe = 0;        // kObserve* bits: the slow path at start and end
-  bool cold = false;               // the cold start of its version
-  std::uint64_t parent_span = 0;   // traced: the parent span (0 for a root)
-  TraceContext trace;              // traced: its trace and own span id; sampled: recorded
-  mutable char request_id[37];  // formatted on first use; [0] == 0 until then
+  std::int64_t start_ns = 0;      // when the handler started (engine time)
+  MetricShard* shard = nullptr;   // inline: this thread's shard of the function, if metrics on
+  std::uint8_t observe = 0;       // kObserve* bits: the slow path at start and end
+  bool cold = false;              // the cold start of its version
+  std::uint64_t parent_span = 0;  // traced: the parent span (0 for a root)
+  TraceContext trace;             // traced: its trace and own span id; sampled: recorded
+  mutable char request_id[37];    // formatted on first use; [0] == 0 until then
 };
 
 // Completion state of a PendingCall: flag bits below, the record's generation (bumped each time

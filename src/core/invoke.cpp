@@ -258,7 +258,8 @@ void EngineCore::run_task(Task* t) {
     if (run) {
       const std::int64_t start = core.time_.now();
       if (pc->waiter == WaiterKind::kCallback && core.metrics_) {
-        const auto age = static_cast<std::uint64_t>(std::max<std::int64_t>(0, start - pc->enqueued_ns));
+        const auto age =
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, start - pc->enqueued_ns));
         core.count(fn, [&](MetricShard& s) { s.async_age_shard().record(age); });
       }
       if (start >= inv.deadline) {
@@ -365,8 +366,9 @@ void EngineCore::note_overrun(const Invocation& inv_const) {
   overruns_.fetch_add(1, std::memory_order_relaxed);
   char rid[37];
   format_request_id(inv, rid);
-  log(LogLevel::kError, inv.fn->name, rid, cat("Task timed out after ", seconds(inv.timeout_ns), " seconds"),
-      LogKind::kEngine, inv.fn->version);
+  log(LogLevel::kError, inv.fn->name, rid,
+      cat("Task timed out after ", seconds(inv.timeout_ns), " seconds"), LogKind::kEngine,
+      inv.fn->version);
   log(LogLevel::kWarn, inv.fn->name, rid,
       "the handler returned past its deadline without reaching a suspension point (sleep_for, "
       "yield, a nested invoke, check()); its result is replaced by the timeout",

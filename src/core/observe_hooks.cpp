@@ -23,7 +23,8 @@ MetricShard* FunctionStats::make_shard(int slot) {
 
 void FunctionStats::read_ends(const MetricShard& s, FunctionCounts& out) {
   s.duration.add_to(out.duration);
-  if (const HistogramShard* h = s.async_age.load(std::memory_order_acquire)) h->add_to(out.async_age);
+  if (const HistogramShard* h = s.async_age.load(std::memory_order_acquire))
+    h->add_to(out.async_age);
   out.timeouts += s.timeouts.load();  // before errors: a timeout's error is stored first
   out.errors += s.errors.load();
   out.ended_unrun += s.ended_unrun.load();
@@ -78,8 +79,8 @@ void EngineCore::init_observe() {
   const double rate = options_.trace_sample_rate;
   if (rate > 0.0) {
     // A root is sampled when a uniform u64 is below rate * 2^64; rate 1 samples all.
-    sample_threshold_ = rate >= 1.0 ? ~std::uint64_t{0}
-                                    : static_cast<std::uint64_t>(std::ldexp(rate, 64));
+    sample_threshold_ =
+        rate >= 1.0 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(std::ldexp(rate, 64));
     hooks_.fetch_or(kHookSampling, std::memory_order_relaxed);
   }
   spans_ = std::make_unique<SpanBuffer>(options_.trace_buffer_spans);
@@ -185,7 +186,8 @@ void EngineCore::set_cold(FunctionRecord* record, std::int64_t init_ns) noexcept
 
 bool EngineCore::take_cold(FunctionRecord* fn) noexcept {
   if (!fn->cold.exchange(false, std::memory_order_relaxed)) return false;
-  if (metrics_) fn->stats->record_init(static_cast<std::uint64_t>(std::max<std::int64_t>(0, fn->init_ns)));
+  if (metrics_)
+    fn->stats->record_init(static_cast<std::uint64_t>(std::max<std::int64_t>(0, fn->init_ns)));
   return true;
 }
 
@@ -241,7 +243,8 @@ void EngineCore::prepare_observed(Invocation& inv, const TraceContext& in,
     observe |= kObserveTrace;
   } else if (in.trace_id.valid()) {
     inv.trace.trace_id = in.trace_id;
-    inv.trace.sampled = in.sampled || ((hooks & kHookSampling) != 0 && next_random() < sample_threshold_);
+    inv.trace.sampled =
+        in.sampled || ((hooks & kHookSampling) != 0 && next_random() < sample_threshold_);
     inv.parent_span = in.span_id;
     observe |= kObserveTrace;
   } else if (parent == nullptr && (hooks & kHookSampling) != 0 &&

@@ -108,8 +108,9 @@ std::string metrics_text(const Engine& engine) { return metrics_text(engine.metr
 
 const FunctionMetrics* MetricsSnapshot::function(std::string_view name) const noexcept {
   // functions is sorted by name.
-  auto it = std::lower_bound(functions.begin(), functions.end(), name,
-                             [](const FunctionMetrics& f, std::string_view n) { return f.function < n; });
+  auto it =
+      std::lower_bound(functions.begin(), functions.end(), name,
+                       [](const FunctionMetrics& f, std::string_view n) { return f.function < n; });
   return it != functions.end() && it->function == name ? &*it : nullptr;
 }
 

@@ -257,8 +257,8 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
     }
     f.init_ns = core_.time().now() - init_start;
     if (rc != 0) {
-      Error e{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (",
-                                             rc, "): ", why.empty() ? "no reason given" : why)};
+      Error e{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (", rc,
+                                             "): ", why.empty() ? "no reason given" : why)};
       core_.observe_init_report(f.name, version, f.init_ns, &e);
       return undo(std::move(e));
     }

@@ -3,9 +3,9 @@
 #include <absl/time/clock.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <cstdio>
 #include <string>
 
 namespace ember::detail {
@@ -33,9 +33,11 @@ std::string read_file(const char* path) {
 // synchronised across CPUs; the flags say it runs at a constant rate through P- and C-states.
 // EMBER_CLOCK=monotonic opts out.
 bool tsc_trusted() {
-  if (const char* env = std::getenv("EMBER_CLOCK"); env != nullptr && std::string(env) == "monotonic")
+  if (const char* env = std::getenv("EMBER_CLOCK");
+      env != nullptr && std::string(env) == "monotonic")
     return false;
-  std::string source = read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+  std::string source =
+      read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource");
   while (!source.empty() && (source.back() == '\n' || source.back() == ' ')) source.pop_back();
   if (source != "tsc") return false;
   const std::string cpuinfo = read_file("/proc/cpuinfo");
@@ -73,8 +75,8 @@ const TscClock* TscClock::get() noexcept {
     nanosleep(&pause, nullptr);
     sample(t1, n1);
     if (t1 <= t0 || n1 <= n0) return nullptr;
-    const auto mult = static_cast<std::uint64_t>(
-        (static_cast<Wide>(n1 - n0) << kShift) / (t1 - t0));
+    const auto mult =
+        static_cast<std::uint64_t>((static_cast<Wide>(n1 - n0) << kShift) / (t1 - t0));
     if (mult == 0) return nullptr;
     // Leaked on purpose: engines in static destructors may still read it.
     return new TscClock(t1, n1, mult);

@@ -50,8 +50,7 @@ class TscClock final {
   static const TscClock* get() noexcept;
   [[nodiscard]] std::int64_t now() const noexcept {
     const std::uint64_t ticks = __rdtsc() - base_ticks_;
-    return base_ns_ + static_cast<std::int64_t>(
-                          (static_cast<Wide>(ticks) * mult_) >> kShift);
+    return base_ns_ + static_cast<std::int64_t>((static_cast<Wide>(ticks) * mult_) >> kShift);
   }
   [[nodiscard]] double ticks_per_second() const noexcept;
 
