@@ -158,8 +158,11 @@ struct EMBER_EXPORT MetricsSnapshot {
 // provisioned_concurrency_invocations_total, provisioned_concurrency_spillover_invocations_total,
 // async_queue_depth, async_event_age_seconds (histogram), async_events_dropped_total,
 // dead_letter_errors_total, destination_delivery_failures_total — each with a
-// function="<name>" label — plus unreserved_concurrent_executions(_max),
+// function="<name>" label (throttles_total also reason="reserved_concurrency" |
+// "unreserved_concurrency" | "queue_full"; sum() over functions for engine totals) — plus
+// engine_concurrent_executions, unreserved_concurrent_executions(_max),
 // unreserved_concurrency_limit, concurrency_limit, logs_dropped_total, spans_dropped_total.
+// A histogram's _bucket counts are lower bounds: a bucket counts once wholly at or below `le`.
 [[nodiscard]] EMBER_EXPORT std::string metrics_text(const MetricsSnapshot& snapshot);
 
 // ---- Log lines ----

@@ -44,12 +44,11 @@ void FunctionStats::read_admissions(const MetricShard& s, FunctionCounts& out) {
 
 void FunctionStats::read(FunctionCounts& out) const {
   // Ends first, then (after the fence) admissions: see stats.hpp.
-  auto& shared_mu = const_cast<std::mutex&>(shared_mu_);
   for (int i = 0; i < kPinSlots; ++i) {
     if (const MetricShard* s = shards_[i].load(std::memory_order_acquire)) read_ends(*s, out);
   }
   {
-    std::lock_guard<std::mutex> lock(shared_mu);
+    std::lock_guard<std::mutex> lock(shared_mu_);
     read_ends(shared_, out);
   }
   std::atomic_thread_fence(std::memory_order_acquire);
@@ -57,7 +56,7 @@ void FunctionStats::read(FunctionCounts& out) const {
     if (const MetricShard* s = shards_[i].load(std::memory_order_acquire)) read_admissions(*s, out);
   }
   {
-    std::lock_guard<std::mutex> lock(shared_mu);
+    std::lock_guard<std::mutex> lock(shared_mu_);
     read_admissions(shared_, out);
   }
   std::lock_guard<std::mutex> lock(init_mu_);

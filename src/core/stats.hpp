@@ -138,7 +138,7 @@ class FunctionStats final {
   static void read_admissions(const MetricShard& s, FunctionCounts& out);
 
   std::unique_ptr<std::atomic<MetricShard*>[]> shards_;
-  std::mutex shared_mu_;
+  mutable std::mutex shared_mu_;
   MetricShard shared_;  // guarded by shared_mu_ (threads past kPinSlots)
   mutable std::mutex init_mu_;
   HistogramShard init_duration_;  // guarded by init_mu_ for writes (inits are rare)
