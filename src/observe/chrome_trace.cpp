@@ -54,44 +54,9 @@ using detail::append_json_string;
 
 constexpr std::string_view kProcessName = "ember";
 
-// The outcome of a span: "ok", or its code's name as error_code_name() spells it (that lives
-// in core/, which the observe module does not depend on). No default: a new ErrorCode makes
-// -Wswitch point here.
+// The outcome of a span: "ok", or its code's name (error_code_name).
 std::string_view outcome_name(const std::optional<ErrorCode>& error) {
-  if (!error.has_value()) return "ok";
-  switch (*error) {
-    case ErrorCode::kOk:
-      return "Ok";
-    case ErrorCode::kNotFound:
-      return "NotFound";
-    case ErrorCode::kAlreadyExists:
-      return "AlreadyExists";
-    case ErrorCode::kInvalidArgument:
-      return "InvalidArgument";
-    case ErrorCode::kThrottled:
-      return "Throttled";
-    case ErrorCode::kQueueFull:
-      return "QueueFull";
-    case ErrorCode::kTimeout:
-      return "Timeout";
-    case ErrorCode::kCancelled:
-      return "Cancelled";
-    case ErrorCode::kHandlerFailed:
-      return "HandlerFailed";
-    case ErrorCode::kPayloadTooLarge:
-      return "PayloadTooLarge";
-    case ErrorCode::kRecursionLimit:
-      return "RecursionLimit";
-    case ErrorCode::kShuttingDown:
-      return "ShuttingDown";
-    case ErrorCode::kNotInHandler:
-      return "NotInHandler";
-    case ErrorCode::kInternal:
-      return "Internal";
-    case ErrorCode::kPluginInvalid:
-      return "PluginInvalid";
-  }
-  return "Unknown";
+  return error.has_value() ? error_code_name(*error) : std::string_view("ok");
 }
 
 void append_hex(std::string& out, std::uint64_t v) {

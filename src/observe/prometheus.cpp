@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/str_cat.hpp"
+#include "observe/utf8.hpp"
 
 namespace ember::detail {
 
@@ -13,41 +14,12 @@ namespace {
 bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if there is none (RFC 3629:
-// shortest form only, no surrogates, nothing past U+10FFFF).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  if (b0 < 0x80) return 1;
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;  // overlong
-    if (b0 == 0xED) hi = 0x9F;  // surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;  // overlong
-    if (b0 == 0xF4) hi = 0x8F;  // past U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  }
-  return len;
-}
-
 // Copies `text` as valid UTF-8, escaping backslash, newline and (if asked) double quote.
 std::string escape(std::string_view text, bool quote) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
-    const std::size_t len = utf8_sequence(text, i);
+    const std::size_t len = utf8_sequence_length(text, i);
     if (len == 0) {
       out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER
       ++i;
