@@ -17,8 +17,11 @@
 
 #include <absl/time/time.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "ember/options.hpp"
 
 namespace ember {
 
@@ -63,6 +66,39 @@ struct AliasConfig {
   std::string version;             // a loaded version number ("3")
   std::string additional_version;  // empty: none
   double additional_weight = 0.0;  // 0..1: the share of invokes that go to additional_version
+};
+
+// What a plugin or layer file declares, read without loading it into an engine
+// (Engine::inspect_plugin): no layer is loaded, no init runs, nothing is published.
+struct PluginManifest {
+  enum class Kind : std::uint8_t { kPlugin, kLayer };
+  Kind kind = Kind::kPlugin;
+  std::string name;     // the descriptor's name
+  std::string version;  // the descriptor's version string
+  std::string path;     // the file inspected
+  struct Function {
+    std::string name;
+    FunctionConfig config;  // as the plugin declares it (with PluginOptions applied)
+    bool has_init = false;
+    bool has_shutdown = false;
+  };
+  std::vector<Function> functions;  // plugins only
+  struct LayerRequirement {
+    std::string name;
+    std::string constraint;  // as written: ">=1.2.0 <2.0.0", "" for any version
+  };
+  std::vector<LayerRequirement> layers;  // plugins: the layers it requires
+  std::vector<std::string> services;     // layers: the services it offers
+};
+
+// One function of an engine as Engine::functions() lists it.
+struct FunctionInfo {
+  std::string name;
+  std::string plugin;                 // the plugin that deployed it; "" if registered in C++
+  FunctionConfig config;              // of its newest version
+  std::vector<std::string> versions;  // live versions, oldest first ("$LATEST" for C++ ones)
+  std::vector<std::string> aliases;   // sorted
+  bool typed = false;                 // registered with register_function<In, Out>
 };
 
 }  // namespace ember

@@ -112,6 +112,14 @@ class EMBER_EXPORT Engine final {
   Result<void> unload_plugin(std::string_view name);
   // The plugins loaded now.
   [[nodiscard]] std::vector<PluginInfo> plugins() const;
+  // Reads what a plugin (or layer) file declares without loading it: the file is copied,
+  // opened and its descriptor validated as load_plugin would, then closed. Its entry function
+  // runs; no init, no layer, nothing published. Errors: as load_plugin's for the file itself.
+  [[nodiscard]] Result<PluginManifest> inspect_plugin(std::string_view path,
+                                                      const PluginOptions& options = {}) const;
+  // Every live function, sorted by name, with its newest version's config, versions, aliases
+  // and the plugin that deployed it.
+  [[nodiscard]] std::vector<FunctionInfo> functions() const;
 
   // Points alias `alias` of `function` at one loaded version, or splits invokes between two.
   // Errors: kNotFound (function, version), kInvalidArgument (alias name, weight, a function

@@ -52,6 +52,20 @@ struct Error {
 template <typename T>
 using Result = tl::expected<T, Error>;
 
+// A failed invocation as Lambda reports it to a caller: errorType and errorMessage.
+//  - a plugin handler's fail("ValidationError", "empty name") -> "ValidationError", "empty name"
+//  - a C++ handler that threw std::runtime_error("x")         -> "std::runtime_error", "x"
+//  - a timeout                                                 -> "Sandbox.Timedout", "... Task
+//                                                                 timed out after 3.00 seconds"
+//  - anything else                                             -> error_code_name(code), message
+struct FunctionError {
+  std::string type;
+  std::string message;
+};
+[[nodiscard]] EMBER_EXPORT FunctionError function_error(const Error& error);
+// {"errorMessage":"...","errorType":"..."} (JSON, valid UTF-8 whatever the message holds).
+[[nodiscard]] EMBER_EXPORT std::string function_error_json(const Error& error);
+
 // Shorthand for returning an error from a function that returns Result<T>:
 //   return ember::fail(ErrorCode::kInvalidArgument, "payload is empty");
 [[nodiscard]] inline tl::unexpected<Error> fail(ErrorCode code, std::string message) {

@@ -295,4 +295,26 @@ Result<std::vector<std::string>> EngineCore::aliases(std::string_view function) 
   return out;
 }
 
+std::vector<FunctionInfo> EngineCore::function_list() const {
+  std::lock_guard<std::mutex> lock(config_mu_);
+  std::vector<FunctionInfo> out;
+  for (const FunctionEntry* e : registry_.entries()) {
+    if (!e->live() || e->versions.empty()) continue;
+    const FunctionRecord& newest = *e->versions.back();
+    FunctionInfo info;
+    info.name = e->name;
+    info.config = newest.config;
+    info.typed = newest.is_typed();
+    for (const FunctionRecord* r : e->versions) info.versions.push_back(r->version);
+    for (const auto& [q, route] : e->routes) {
+      if (route->is_alias && route->primary.load() != nullptr) info.aliases.push_back(q);
+    }
+    std::sort(info.aliases.begin(), info.aliases.end());
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const FunctionInfo& a, const FunctionInfo& b) { return a.name < b.name; });
+  return out;
+}
+
 }  // namespace ember::detail

@@ -77,6 +77,8 @@ class EngineCore final {
   Result<void> delete_alias(std::string_view function, std::string_view alias);
   Result<std::vector<std::string>> versions(std::string_view function) const;
   Result<std::vector<std::string>> aliases(std::string_view function) const;
+  // Every live function, sorted by name (FunctionInfo::plugin left empty: the host knows).
+  [[nodiscard]] std::vector<FunctionInfo> function_list() const;
   // Versions no route leads to any more (not latest, not an alias target): takes them off
   // their version routes, marks them retiring and returns them. Their code may be unloaded
   // once wait_unpinned says no invocation holds them.

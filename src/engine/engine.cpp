@@ -132,6 +132,26 @@ Result<void> Engine::unload_plugin(std::string_view name) { return plugins_->unl
 
 std::vector<PluginInfo> Engine::plugins() const { return plugins_->plugins(); }
 
+Result<PluginManifest> Engine::inspect_plugin(std::string_view path,
+                                              const PluginOptions& options) const {
+  return plugins_->inspect(path, options);
+}
+
+std::vector<FunctionInfo> Engine::functions() const {
+  std::vector<FunctionInfo> out = core_->function_list();
+  // The plugin that deployed each function: from the host's view of its plugins (a function
+  // unloaded between the two reads keeps an empty plugin; one that appeared is not listed).
+  for (const PluginInfo& p : plugins_->plugins()) {
+    for (const PublishedFunction& f : p.functions) {
+      auto it =
+          std::lower_bound(out.begin(), out.end(), f.name,
+                           [](const FunctionInfo& a, const std::string& n) { return a.name < n; });
+      if (it != out.end() && it->name == f.name) it->plugin = p.name;
+    }
+  }
+  return out;
+}
+
 Result<void> Engine::set_alias(std::string_view function, std::string_view alias,
                                const AliasConfig& config) {
   return plugins_->set_alias(function, alias, config);

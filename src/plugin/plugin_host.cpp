@@ -129,10 +129,16 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
                                                         const PluginOptions& options) {
   auto object = SharedObject::open(path, options, "plugin");
   if (!object) return tl::unexpected<Error>(std::move(object.error()));
+  return open_module(path, options, std::move(*object));
+}
+
+Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
+                                                        const PluginOptions& options,
+                                                        std::unique_ptr<SharedObject> object) {
   const std::string who = cat("plugin '", path, "'");
-  auto entry = reinterpret_cast<ember_plugin_entry_fn>((*object)->symbol(EMBER_PLUGIN_ENTRY_NAME));
+  auto entry = reinterpret_cast<ember_plugin_entry_fn>(object->symbol(EMBER_PLUGIN_ENTRY_NAME));
   if (entry == nullptr) {
-    const bool layer = (*object)->symbol(EMBER_LAYER_ENTRY_NAME) != nullptr;
+    const bool layer = object->symbol(EMBER_LAYER_ENTRY_NAME) != nullptr;
     return fail(ErrorCode::kPluginInvalid,
                 cat(who, ": no entry symbol '", EMBER_PLUGIN_ENTRY_NAME, "'",
                     layer ? " (it is a layer: it exports " EMBER_LAYER_ENTRY_NAME ")"
@@ -202,8 +208,72 @@ Result<std::unique_ptr<Module>> PluginHost::open_module(const std::string& path,
     }
     m->requires_layers.push_back({r.name, std::move(*constraint)});
   }
-  m->object = std::move(*object);
+  m->object = std::move(object);
   return m;
+}
+
+namespace {
+
+// A layer file's own descriptor, for inspect(): the checks acquire_layer makes that do not
+// depend on who requires the layer.
+Result<PluginManifest> inspect_layer(PluginHost* host, const std::string& path,
+                                     std::unique_ptr<SharedObject> object) {
+  const std::string who = cat("layer '", path, "'");
+  auto entry = reinterpret_cast<ember_layer_entry_fn>(object->symbol(EMBER_LAYER_ENTRY_NAME));
+  auto entered =
+      call_entry(entry, host, "inspect", who, EMBER_LAYER_ENTRY_NAME, kLayerDescriptorSize);
+  if (!entered) return tl::unexpected<Error>(std::move(entered.error()));
+  const ember_layer_descriptor* d = *entered;
+  if (auto ok = validate_plugin_name(who, d->name); !ok) return tl::unexpected<Error>(ok.error());
+  auto version = parse_version(d->version != nullptr ? d->version : "");
+  if (!version) {
+    return fail(ErrorCode::kPluginInvalid,
+                cat(who, ": descriptor field 'version': ", version.error().message));
+  }
+  if (d->service_count != 0 && d->services == nullptr) {
+    return fail(ErrorCode::kPluginInvalid, cat(who, ": 'services' is NULL"));
+  }
+  PluginManifest out;
+  out.kind = PluginManifest::Kind::kLayer;
+  out.name = d->name;
+  out.version = version->str();
+  out.path = path;
+  for (std::size_t i = 0; i < d->service_count; ++i) {
+    if (d->services[i].name == nullptr || *d->services[i].name == '\0' ||
+        d->services[i].vtable == nullptr) {
+      return fail(ErrorCode::kPluginInvalid,
+                  cat(who, ": services[", i, "] has an empty name or a NULL vtable"));
+    }
+    out.services.emplace_back(d->services[i].name);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<PluginManifest> PluginHost::inspect(std::string_view path_view,
+                                           const PluginOptions& options) {
+  const std::string path(path_view);
+  auto object = SharedObject::open(path, options, "plugin");
+  if (!object) return tl::unexpected<Error>(std::move(object.error()));
+  // A layer is told apart by its entry symbol (open_module would refuse it, saying so).
+  if ((*object)->symbol(EMBER_PLUGIN_ENTRY_NAME) == nullptr &&
+      (*object)->symbol(EMBER_LAYER_ENTRY_NAME) != nullptr) {
+    return inspect_layer(this, path, std::move(*object));
+  }
+  auto m = open_module(path, options, std::move(*object));
+  if (!m) return tl::unexpected<Error>(std::move(m.error()));
+  PluginManifest out;
+  out.name = (*m)->plugin;
+  out.version = (*m)->plugin_version;
+  out.path = path;
+  for (const ModuleFunction& f : (*m)->functions) {
+    out.functions.push_back({f.name, f.config, f.init != nullptr, f.shutdown != nullptr});
+  }
+  for (const Module::Requirement& r : (*m)->requires_layers) {
+    out.layers.push_back({r.layer, r.constraint.text()});
+  }
+  return out;
 }
 
 std::vector<EngineCore::VersionSpec> PluginHost::specs(Module& m) {

@@ -91,6 +91,8 @@ class PluginHost final {
   Result<PluginInfo> reload(std::string_view name, std::string_view path);
   Result<void> unload(std::string_view name);
   [[nodiscard]] std::vector<PluginInfo> plugins() const;
+  // Opens, validates and closes a plugin or layer file; touches no state of the host.
+  Result<PluginManifest> inspect(std::string_view path, const PluginOptions& options);
   Result<void> set_alias(std::string_view function, std::string_view alias,
                          const AliasConfig& config);
   Result<void> delete_alias(std::string_view function, std::string_view alias);
@@ -105,6 +107,8 @@ class PluginHost final {
   friend class PluginWatch;
   Result<std::unique_ptr<Module>> open_module(const std::string& path,
                                               const PluginOptions& options);
+  Result<std::unique_ptr<Module>> open_module(const std::string& path, const PluginOptions& options,
+                                              std::unique_ptr<SharedObject> object);
   // Layers, function instances and publication: the steps after the descriptor checked out.
   // On error everything this did is undone.
   Result<void> start_module(Deployment& d, Module& m, const std::string& path);
