@@ -74,6 +74,10 @@ class EMBER_EXPORT Engine final {
 
   // Ok, or why the options given to the constructor were refused.
   [[nodiscard]] Result<void> status() const;
+  // The options the engine runs with (workers = 0 resolved to the number of CPUs).
+  [[nodiscard]] const EngineOptions& options() const noexcept;
+  // True once shutdown() has begun (or the destructor): new invokes get kShuttingDown.
+  [[nodiscard]] bool shutting_down() const noexcept;
 
   // Registers a bytes handler. Names: 1-64 characters of [A-Za-z0-9._-], starting with a
   // letter or digit. Errors: kInvalidArgument (name, config field, reserved concurrency that

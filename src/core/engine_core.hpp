@@ -44,6 +44,10 @@ class EngineCore final {
   EngineCore& operator=(const EngineCore&) = delete;
 
   [[nodiscard]] const std::optional<Error>& init_error() const noexcept { return init_error_; }
+  [[nodiscard]] const EngineOptions& options() const noexcept { return options_; }
+  [[nodiscard]] bool shutting_down() const noexcept {
+    return shutting_down_.load(std::memory_order_acquire);
+  }
 
   Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
                                            BytesHandler bytes, TypedHandler typed);

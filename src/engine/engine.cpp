@@ -76,6 +76,10 @@ std::future<Result<std::string>> Engine::invoke_future(FunctionHandle fn, std::s
 
 void Engine::shutdown(absl::Duration drain) { core_->shutdown(drain, "shutdown requested"); }
 
+const EngineOptions& Engine::options() const noexcept { return core_->options(); }
+
+bool Engine::shutting_down() const noexcept { return core_->shutting_down(); }
+
 EngineStats Engine::stats() const {
   EngineStats s = core_->stats();
   plugins_->add_stats(s);

@@ -185,6 +185,16 @@ TEST_P(CatalogTest, FunctionErrorOfAPluginsFailureIsItsTypeAndMessage) {
             cat("{\"errorMessage\":\"", e.message, "\",\"errorType\":\"ValidationError\"}"));
 }
 
+TEST_P(CatalogTest, OptionsAndShuttingDownSayHowTheEngineRuns) {
+  EXPECT_EQ(engine().options().workers, GetParam());
+  EXPECT_EQ(engine().options().max_sync_payload, EngineOptions{}.max_sync_payload);
+  EXPECT_FALSE(engine().shutting_down());
+  engine().shutdown(absl::ZeroDuration());
+  EXPECT_TRUE(engine().shutting_down());
+  Engine defaulted({.workers = 0, .log_sink = [](const LogRecord&) {}});
+  EXPECT_GE(defaulted.options().workers, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, CatalogTest, EMBER_WORKER_COUNTS);
 
 }  // namespace
