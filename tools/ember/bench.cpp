@@ -69,22 +69,8 @@ int run_bench(const BenchArgs& args) {
   // Handler log lines would flood the terminal and slow the callers down: they are dropped.
   Engine engine{{.concurrency_limit = std::max(1000, args.concurrency + 100),
                  .log_sink = [](const LogRecord&) {}}};
-  if (auto ok = engine.status(); !ok) {
-    print_error(kCommand, ok.error().message);
-    return kExitFailure;
-  }
-  auto loaded = load_target(engine, args.target, {});
-  if (!loaded) {
-    print_error(kCommand, loaded.error().message);
-    return kExitFailure;
-  }
-  for (const Error& e : loaded->failures) print_error(kCommand, cat("skipped: ", e.message));
-  auto fn = engine.function(args.function);
-  if (!fn) {
-    print_error(kCommand, cat("no function \"", args.function, "\" in \"", args.target,
-                              "\" (functions: ", function_names(engine), ")"));
-    return kExitFailure;
-  }
+  auto fn = load_function(engine, kCommand, args.target, args.function, {});
+  if (!fn) return kExitFailure;
   Dispatch dispatch = Dispatch::kInline;
   if (args.dispatch) {
     dispatch = *args.dispatch;

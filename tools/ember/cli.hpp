@@ -103,7 +103,13 @@ struct LoadOutcome {
 [[nodiscard]] Result<LoadOutcome> load_target(Engine& engine, const std::string& path,
                                               const PluginOptions& options);
 
-// The names of an engine's functions, ", "-separated, for messages ("hello.fail, hello.greet").
-[[nodiscard]] std::string function_names(const Engine& engine);
+// What invoke and bench start with: checks the engine, loads `target` (load_target; a
+// directory's skipped files reported), and resolves `function`. Prints what went wrong as
+// `command`'s error (an unknown function's message lists the functions loaded) and returns
+// nullopt then.
+[[nodiscard]] std::optional<FunctionHandle> load_function(Engine& engine, std::string_view command,
+                                                          const std::string& target,
+                                                          const std::string& function,
+                                                          const PluginOptions& options);
 
 }  // namespace ember::cli

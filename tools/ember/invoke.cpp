@@ -48,23 +48,8 @@ int run_invoke(const InvokeArgs& args) {
   LogEcho echo(args.log);  // outlives the engine: its workers may log until they stop
   Engine engine{
       {.workers = 2, .log_sink = [&echo](const LogRecord& record) { echo.write(record); }}};
-  if (auto ok = engine.status(); !ok) {
-    print_error(kCommand, ok.error().message);
-    return kExitFailure;
-  }
-  auto loaded = load_target(engine, args.target, {.report_logs = true});
-  if (!loaded) {
-    print_error(kCommand, loaded.error().message);
-    return kExitFailure;
-  }
-  for (const Error& e : loaded->failures) print_error(kCommand, cat("skipped: ", e.message));
-
-  auto fn = engine.function(args.function);
-  if (!fn) {
-    print_error(kCommand, cat("no function \"", args.function, "\" in \"", args.target,
-                              "\" (functions: ", function_names(engine), ")"));
-    return kExitFailure;
-  }
+  auto fn = load_function(engine, kCommand, args.target, args.function, {.report_logs = true});
+  if (!fn) return kExitFailure;
   InvokeOptions options;
   options.dispatch = args.dispatch;
   options.timeout = args.timeout;

@@ -131,10 +131,28 @@ Result<LoadOutcome> load_target(Engine& engine, const std::string& path,
   return outcome;
 }
 
-std::string function_names(const Engine& engine) {
-  std::vector<std::string> names;
-  for (const FunctionInfo& f : engine.functions()) names.push_back(f.name);
-  return names.empty() ? "none" : absl::StrJoin(names, ", ");
+std::optional<FunctionHandle> load_function(Engine& engine, std::string_view command,
+                                            const std::string& target, const std::string& function,
+                                            const PluginOptions& options) {
+  if (auto ok = engine.status(); !ok) {
+    print_error(command, ok.error().message);
+    return std::nullopt;
+  }
+  auto loaded = load_target(engine, target, options);
+  if (!loaded) {
+    print_error(command, loaded.error().message);
+    return std::nullopt;
+  }
+  for (const Error& e : loaded->failures) print_error(command, cat("skipped: ", e.message));
+  auto fn = engine.function(function);
+  if (!fn) {
+    std::vector<std::string> names;
+    for (const FunctionInfo& f : engine.functions()) names.push_back(f.name);
+    print_error(command, cat("no function \"", function, "\" in \"", target, "\" (functions: ",
+                             names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+    return std::nullopt;
+  }
+  return *fn;
 }
 
 }  // namespace ember::cli
