@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "ember/events.hpp"
 #include "ember/export.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
@@ -63,6 +64,9 @@ class EMBER_EXPORT Context final {
   [[nodiscard]] TraceContext trace() const noexcept;
   // Caller-supplied key/values (InvokeOptions::client_context); empty if none.
   [[nodiscard]] const ClientContext& client_context() const noexcept;
+  // The event this invocation runs (Engine::enqueue, a schedule), or nullptr for a plain
+  // invoke: its id, stable across retries, for de-duplication, and which attempt this is.
+  [[nodiscard]] const EventInfo* event() const noexcept;
 
   // Writes a line through the engine's LogSink, tagged with the request id and function.
   void log(std::string_view message) const { log(LogLevel::kInfo, message); }

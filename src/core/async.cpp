@@ -12,7 +12,8 @@ PendingCall* call_of(Timer* t) { return static_cast<CallTimer*>(t)->call; }
 }  // namespace
 
 Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view payload,
-                                      InvokeCallback callback, const InvokeOptions& options) {
+                                      InvokeCallback callback, const InvokeOptions& options,
+                                      const AsyncExtras* extras) {
   Route* route = handle.route_;
   if (route == nullptr || route->owner != this) return tl::unexpected<Error>(bad_handle(route));
   // Pinned (plugin code) from here until its slot is released or it leaves the queue.
@@ -39,6 +40,10 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   if (parent != nullptr && parent->depth + 1 >= options_.max_invoke_depth) {
     return tl::unexpected<Error>(recursion_error(*fn, parent));
   }
+  // No waiting (the events module): take the slot before a call record exists, so a refusal
+  // never leaves a record in use that shutdown's release loop could find.
+  const bool no_wait = extras != nullptr && extras->no_wait;
+  if (no_wait && !fn->gate->try_acquire()) return tl::unexpected<Error>(throttled(*fn));
   // References: the handler's side, the delivery of the outcome, and the queue timer.
   PendingCall* pc = acquire_call(fn, 3);
   Invocation& inv = pc->inv;
@@ -51,13 +56,22 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
     pc->client_context_copy = *options.client_context;
     inv.client_context = &pc->client_context_copy;
   }
+  if (extras != nullptr && extras->event != nullptr) {
+    const EventInfo& e = *extras->event;
+    pc->event_strings.assign(e.id);
+    pc->event_strings.append(e.source);
+    pc->event_info = e;
+    pc->event_info.id = std::string_view(pc->event_strings).substr(0, e.id.size());
+    pc->event_info.source = std::string_view(pc->event_strings).substr(e.id.size());
+    inv.event = &pc->event_info;
+  }
   // The execution deadline starts at admission (start_async); until then the queue wait runs.
   inv.timeout_ns = fn->timeout_ns;
   if (options.timeout)
     inv.timeout_ns =
         std::min(inv.timeout_ns, std::max<std::int64_t>(0, to_nanos(*options.timeout)));
   const std::int64_t now = time_.now();  // the one clock read of an async invoke
-  pc->enqueued_ns = now;
+  pc->enqueued_ns = extras != nullptr && extras->enqueued_ns != 0 ? extras->enqueued_ns : now;
   prepare_observe(inv, options, parent);  // a handler's async invokes join its trace
   if (parent != nullptr) {
     inv.timeout_ns = std::min(inv.timeout_ns, std::max<std::int64_t>(0, parent->deadline - now));
@@ -68,6 +82,12 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   pc->queue_timer.deadline = add_saturating(now, queue_wait);
   pc->queue_timer.fire = &EngineCore::on_queue_timeout;
 
+  if (no_wait) {
+    unpin_on_error.fn = nullptr;                       // the invocation holds the pin now
+    pc->refs.fetch_sub(1, std::memory_order_relaxed);  // no queue timer
+    start_async(pc, now);
+    return {};
+  }
   switch (fn->gate->acquire_or_enqueue(&pc->gate_link, options_.max_queued_per_function,
                                        scheduler_->timer_thread(), &pc->queue_timer)) {
     case ConcurrencyGate::Enqueued::kAdmitted:

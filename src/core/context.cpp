@@ -36,6 +36,8 @@ Result<void> Context::check() const { return inv_->core->check(*inv_); }
 int Context::memory_limit_mb() const noexcept { return inv_->fn->config.memory_mb; }
 int Context::depth() const noexcept { return inv_->depth; }
 
+const EventInfo* Context::event() const noexcept { return inv_->event; }
+
 const ClientContext& Context::client_context() const noexcept {
   return inv_->client_context != nullptr ? *inv_->client_context : kNoClientContext;
 }

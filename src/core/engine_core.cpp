@@ -288,6 +288,16 @@ void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const
 
 void EngineCore::shutdown(absl::Duration drain, std::string_view reason) {
   if (init_error_) return;
+  shutdown_impl(to_nanos(drain), std::nullopt, reason);
+}
+
+void EngineCore::shutdown_until(std::int64_t deadline, std::string_view reason) {
+  if (init_error_) return;
+  shutdown_impl(0, deadline, reason);
+}
+
+void EngineCore::shutdown_impl(std::int64_t drain_ns, std::optional<std::int64_t> until,
+                               std::string_view reason) {
   // From a handler, a worker (an async callback) or a callback that shutdown itself is
   // running, waiting for the drain would wait for ourselves: only stop admitting; the outer
   // shutdown, or the destructor, drains.
@@ -334,7 +344,7 @@ void EngineCore::shutdown(absl::Duration drain, std::string_view reason) {
 
   // Drain until the deadline: in-flight handlers, and the delivery of their results (an async
   // callback runs after its handler gave its slot back), i.e. every pooled record in use.
-  const std::int64_t deadline = add_saturating(time_.now(), to_nanos(drain));
+  const std::int64_t deadline = until ? *until : add_saturating(time_.now(), drain_ns);
   while ((in_flight() != 0 || calls_in_use() != 0) && time_.now() < deadline) {
     time_.park_until(drain_parker_, deadline);
   }

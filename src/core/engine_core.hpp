@@ -33,6 +33,16 @@
 
 namespace ember::detail {
 
+// What the events module adds to an invoke_async.
+struct AsyncExtras {
+  const EventInfo* event = nullptr;  // copied into the call: Context::event()
+  // No free slot: fail with kThrottled at once (counted as a throttle) instead of waiting in
+  // the function's FIFO.
+  bool no_wait = false;
+  // When the event was first queued (engine time), for AsyncEventAge; 0 = now.
+  std::int64_t enqueued_ns = 0;
+};
+
 class EngineCore final {
  public:
   // How an invocation ended, for metrics.
@@ -111,9 +121,15 @@ class EngineCore final {
                                                                 TypedCall* typed,
                                                                 const InvokeOptions& options);
   Result<void> invoke_async(FunctionHandle fn, std::string_view payload, InvokeCallback callback,
-                            const InvokeOptions& options);
+                            const InvokeOptions& options, const AsyncExtras* extras = nullptr);
+  // The events module's counters (metrics): on the function `fn` leads to now.
+  enum class EventCounter : std::uint8_t { kDropped, kDeadLetterError, kDestinationFailure };
+  void count_event(FunctionHandle fn, EventCounter counter);
   // `reason` goes to the lifecycle observers' kShutdown event.
   void shutdown(absl::Duration drain, std::string_view reason);
+  // The same with the drain's deadline in engine time (the facade reads the clock once for
+  // the events' drain and the core's).
+  void shutdown_until(std::int64_t deadline, std::string_view reason);
   [[nodiscard]] EngineStats stats() const;
 
   // ---- Observability: observe_hooks.cpp ----
@@ -156,6 +172,8 @@ class EngineCore final {
 
  private:
   Result<void> validate(const EngineOptions& o) const;
+  void shutdown_impl(std::int64_t drain_ns, std::optional<std::int64_t> until,
+                     std::string_view reason);
   Result<void> validate(std::string_view name, const FunctionConfig& c) const;
   // Reservations (config_mu_ held).
   Result<void> check_reservation(std::string_view name, std::int64_t reserve,

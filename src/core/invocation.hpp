@@ -40,6 +40,7 @@ struct Invocation : Task {
   std::string_view payload;
   TypedCall* typed = nullptr;  // typed invoke: where In is and where Result<Out> goes
   const ClientContext* client_context = nullptr;
+  const EventInfo* event = nullptr;  // an event's invocation (Context::event())
   // Where a bytes handler's result goes: the inline caller's return value (constructed in
   // place, no move), or PendingCall::result for pooled calls.
   Result<std::string>* out = nullptr;
@@ -99,6 +100,8 @@ struct PendingCall {
   GateWaiter gate_link;
   std::string payload_copy;           // async invokes own their payload...
   ClientContext client_context_copy;  // ...and client context
+  std::string event_strings;          // an event's id and source (event_info points in)
+  EventInfo event_info;
   PendingCall* next_free = nullptr;
 };
 

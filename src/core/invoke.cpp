@@ -472,6 +472,7 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.depth = 0;
   inv.typed = nullptr;
   inv.client_context = nullptr;
+  inv.event = nullptr;
   inv.fiber = nullptr;
   inv.sequence = 0;
   inv.waiting_parent = nullptr;

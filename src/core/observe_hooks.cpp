@@ -461,3 +461,28 @@ MetricsSnapshot EngineCore::metrics() const {
 }
 
 }  // namespace ember::detail
+
+namespace ember::detail {
+
+void EngineCore::count_event(FunctionHandle handle, EventCounter counter) {
+  Route* route = handle.route_;
+  if (route == nullptr || route->owner != this || !metrics_) return;
+  FunctionRecord* fn = resolve(route);  // pinned while its shard is written
+  if (fn == nullptr) return;
+  count(fn, [counter](MetricShard& s) {
+    switch (counter) {
+      case EventCounter::kDropped:
+        s.async_dropped.add();
+        break;
+      case EventCounter::kDeadLetterError:
+        s.dead_letter_errors.add();
+        break;
+      case EventCounter::kDestinationFailure:
+        s.destination_failures.add();
+        break;
+    }
+  });
+  unpin(fn);
+}
+
+}  // namespace ember::detail
