@@ -21,22 +21,30 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
 #include "ember/context.hpp"
 #include "ember/deploy.hpp"
+#include "ember/event_queue.hpp"
+#include "ember/events.hpp"
 #include "ember/export.hpp"
 #include "ember/function.hpp"
 #include "ember/observe.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"
+#include "ember/schedule.hpp"
 
 namespace ember {
 
 namespace detail {
 class PluginHost;
+class EventDispatcher;
+class EventTimers;
+class ScheduleTable;
+class QueueMappings;
 }  // namespace detail
 
 // Receives the outcome of an invoke_async, exactly once, on a worker thread (or on the
@@ -160,12 +168,65 @@ class EMBER_EXPORT Engine final {
                                                                std::string_view payload,
                                                                const InvokeOptions& options = {});
 
+  // ---- Events (ember/events.hpp): Lambda's "Event" invocation ----
+
+  // Queues an event for `function` ("name", "name:alias", "name:3") and returns its id at once.
+  // The function's EventConfig (retries, backoff, maximum age, destinations) applies, with
+  // `options`' overrides. Errors: kNotFound, kInvalidArgument (an option, an event id),
+  // kPayloadTooLarge (past max_async_payload), kQueueFull (max_queued_events not yet ended),
+  // kShuttingDown. An error means the event was not accepted and will not run.
+  Result<std::string> enqueue(std::string_view function, std::string_view payload,
+                              const EventOptions& options = {});
+  Result<std::string> enqueue(FunctionHandle fn, std::string_view payload,
+                              const EventOptions& options = {});
+  // Sets the event config of `function` (a name, no qualifier); events already queued keep
+  // the config they were enqueued with. Errors: kNotFound (the function, a destination
+  // function), kInvalidArgument naming the field (a range; a qualified name; a destination
+  // with both a function and a callback, or that is the function itself).
+  Result<void> set_event_config(std::string_view function, EventConfig config);
+  // The function's event config (the defaults if never set). kNotFound.
+  [[nodiscard]] Result<EventConfig> event_config(std::string_view function) const;
+  // Replaces the engine-wide dead-letter and drain sinks.
+  void set_event_sinks(EventSinks sinks);
+  [[nodiscard]] EventStats event_stats() const;
+
+  // ---- Schedules (ember/schedule.hpp) ----
+
+  // Fires `function` as an event on `expression`: "rate(5 minutes)" or "cron(0/5 * * * ? *)",
+  // EventBridge's syntax. The payload each fire gets is EventBridge's "Scheduled Event" JSON
+  // with `detail` = `payload` (a JSON value; empty = {}) and `time` = the scheduled time.
+  // Errors: kInvalidArgument (the expression, naming the position and token; the payload; an
+  // option), kNotFound (function, time zone), kAlreadyExists (the name), kShuttingDown.
+  Result<ScheduleInfo> schedule(std::string_view function, std::string_view expression,
+                                std::string_view payload = {}, const ScheduleOptions& options = {});
+  // Stops a schedule (an event it already fired runs on). kNotFound.
+  Result<void> cancel_schedule(std::string_view name);
+  // Every schedule, sorted by name.
+  [[nodiscard]] std::vector<ScheduleInfo> schedules() const;
+
+  // ---- Batch queue mappings (ember/event_queue.hpp) ----
+
+  // Makes a queue the host pushes records into. Name as a function's. Errors: kInvalidArgument,
+  // kAlreadyExists, kShuttingDown. The queue lives until the engine does.
+  Result<std::shared_ptr<EventQueue>> create_queue(std::string_view name,
+                                                   const QueueOptions& options = {});
+  // Hands `queue`'s records to `function` in batches; returns the mapping's id. Errors:
+  // kNotFound (queue, function), kInvalidArgument (a config field, named), kAlreadyExists (the
+  // queue is mapped already: one mapping per queue keeps its order).
+  Result<std::string> map_queue(std::string_view queue, std::string_view function,
+                                const MappingConfig& config = {});
+  // Stops a mapping: batches in flight finish; records left stay in the queue. kNotFound.
+  Result<void> unmap_queue(std::string_view mapping_id);
+  [[nodiscard]] std::vector<MappingInfo> mappings() const;
+
   // Stops admitting (new invokes get kShuttingDown), fails queued async invokes with
   // kShuttingDown, and waits up to `drain` for in-flight invocations. Callers still waiting at
   // the drain deadline are released with kShuttingDown; their handlers keep their slots until
   // they return (the destructor waits for that). Idempotent; thread-safe. Called from inside a
   // handler or a callback, it only stops admitting and returns (it cannot wait for its own
   // caller); the drain then happens in another shutdown() or in the destructor.
+  // Events first: schedules stop, mappings stop taking records, enqueue is refused, and queued
+  // events keep running until the drain deadline; what is left then goes to EventSinks::drain.
   void shutdown(absl::Duration drain = absl::Seconds(30));
 
   [[nodiscard]] EngineStats stats() const;
@@ -191,8 +252,19 @@ class EMBER_EXPORT Engine final {
                                         detail::TypedHandler handler);
   Result<void> invoke_typed(FunctionHandle fn, detail::TypedCall& call,
                             const InvokeOptions& options);
+  // Stops schedules, mappings and enqueue, drains queued events; returns the drain deadline
+  // (engine time) for the core's own drain, or nullopt if there was nothing to drain (then
+  // the core drains for `drain` itself).
+  std::optional<std::int64_t> shutdown_events(absl::Duration drain);
+  void shutdown_all(absl::Duration drain, std::string_view reason);
   std::unique_ptr<detail::EngineCore> core_;
   std::unique_ptr<detail::PluginHost> plugins_;  // destroyed first: after core_ has drained
+  // The events module; torn down explicitly in ~Engine (after the core has drained, since
+  // callbacks of events in flight still arrive during the drain).
+  std::unique_ptr<detail::EventTimers> timers_;
+  std::unique_ptr<detail::EventDispatcher> events_;
+  std::unique_ptr<detail::ScheduleTable> schedules_;
+  std::unique_ptr<detail::QueueMappings> mappings_;
 };
 
 template <typename In, typename Out, typename F>

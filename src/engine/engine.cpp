@@ -4,6 +4,10 @@
 #include <algorithm>
 
 #include "core/engine_core.hpp"
+#include "events/batch_mapping.hpp"
+#include "events/dispatcher.hpp"
+#include "events/event_timers.hpp"
+#include "events/schedules.hpp"
 #include "plugin/plugin_host.hpp"
 
 namespace ember {
@@ -26,6 +30,10 @@ Engine::Engine(EngineOptions options)
     : core_(std::make_unique<detail::EngineCore>(std::move(options))),
       plugins_(std::make_unique<detail::PluginHost>(*core_)) {
   core_->set_engine(this);
+  timers_ = std::make_unique<detail::EventTimers>(core_->time());
+  events_ = std::make_unique<detail::EventDispatcher>(*core_, *this, *timers_);
+  schedules_ = std::make_unique<detail::ScheduleTable>(*core_, *events_, *timers_);
+  mappings_ = std::make_unique<detail::QueueMappings>(*core_, *events_, *timers_);
 }
 
 Result<std::unique_ptr<Engine>> Engine::create(EngineOptions options) {
@@ -35,10 +43,16 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineOptions options) {
 }
 
 Engine::~Engine() {
-  // Plugin code may only be unmapped once no handler runs it: drain, wait for handlers past
-  // their deadline, then unload plugins and layers, then stop the workers.
-  core_->shutdown(absl::Seconds(30), "engine destroyed");
+  // Plugin code may only be unmapped once no handler runs it: drain (events first), wait for
+  // handlers past their deadline, hand what events are left to the drain sink, stop the
+  // events thread, then unload plugins and layers, then stop the workers.
+  shutdown_all(absl::Seconds(30), "engine destroyed");
   core_->wait_quiescent();
+  events_->finish();
+  timers_->stop();
+  mappings_.reset();
+  schedules_.reset();
+  events_.reset();
   plugins_.reset();
 }
 
@@ -74,7 +88,41 @@ std::future<Result<std::string>> Engine::invoke_future(FunctionHandle fn, std::s
   return future;
 }
 
-void Engine::shutdown(absl::Duration drain) { core_->shutdown(drain, "shutdown requested"); }
+void Engine::shutdown(absl::Duration drain) {
+  shutdown_all(drain, "shutdown requested");
+  // Inside a handler the drain happens later (in another shutdown() or the destructor).
+  if (!core_->inside_engine()) events_->finish();
+}
+
+void Engine::shutdown_all(absl::Duration drain, std::string_view reason) {
+  if (const std::optional<std::int64_t> deadline = shutdown_events(drain)) {
+    core_->shutdown_until(*deadline, reason);
+  } else {
+    core_->shutdown(drain, reason);
+  }
+}
+
+std::optional<std::int64_t> Engine::shutdown_events(absl::Duration drain) {
+  schedules_->stop();
+  events_->close();
+  const EventStats held = events_->stats();
+  if (held.queued + held.delayed + held.in_flight == 0 && mappings_->list().empty()) {
+    // Nothing to drain: no clock read, the core's drain is the whole shutdown.
+    mappings_->stop(0);
+    return std::nullopt;
+  }
+  const std::int64_t now = core_->time().now();
+  if (core_->inside_engine()) {
+    // Cannot wait here for what may be our own caller: stop taking work, leave the rest.
+    mappings_->stop(now);
+    return now;
+  }
+  // One clock read gives the events and the core the same drain deadline.
+  const std::int64_t deadline = detail::add_saturating(now, detail::to_nanos(drain));
+  mappings_->stop(deadline);
+  events_->drain(deadline);
+  return deadline;
+}
 
 const EngineOptions& Engine::options() const noexcept { return core_->options(); }
 
