@@ -13,13 +13,15 @@
 //        X-Amz-Invocation-Type: RequestResponse (default) | Event | DryRun
 //        200 + response payload (X-Amz-Executed-Version); a handler error or timeout is still
 //        200, with X-Amz-Function-Error: Unhandled and {"errorMessage","errorType"}; 202 for
-//        Event, 204 for DryRun (the function exists and the payload fits; nothing runs).
+//        Event (queued by Engine::enqueue, so the function's EventConfig — retries, maximum
+//        age, destinations, dead letters — applies; X-Ember-Event-Id carries the event's id),
+//        204 for DryRun (the function exists and the payload fits; nothing runs).
 //        Refusals are Lambda's error responses: a JSON body {"Type","message"} and the
 //        exception's name in x-amzn-ErrorType (which the AWS CLI and SDKs read):
 //        404 ResourceNotFoundException (no such function, version or alias),
 //        413 RequestTooLargeException, 429 TooManyRequestsException (body "Reason":
 //        ReservedFunctionConcurrentInvocationLimitExceeded, ConcurrentInvocationLimitExceeded,
-//        or ember's FunctionQueueFull for a full async queue), 400 InvalidParameterValueException
+//        or ember's FunctionQueueFull for a full event queue), 400 InvalidParameterValueException
 //        (invocation type, qualifiers that disagree) or InvalidRequestContentException,
 //        503 ServiceException while the engine shuts down, 500 ServiceException otherwise.
 //        X-Amzn-Trace-Id (X-Ray's Root/Parent/Sampled) joins the invocation to that trace.

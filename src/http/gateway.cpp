@@ -249,15 +249,14 @@ void Gateway::Impl::invoke(const httplib::Request& req, httplib::Response& res) 
   InvokeOptions invoke_options;
   invoke_options.trace = detail::parse_trace_header(req.get_header_value("X-Amzn-Trace-Id"));
   if (event) {
-    // Nobody waits for the outcome. A failure still shows: in the function's metrics (errors,
-    // timeouts) and, for a timeout, in the engine's log (no public call writes a line to the
-    // engine's LogSink from outside a handler, so a handler's error is not logged here).
-    // Queued Event invokes with retries and destinations (Lambda's async semantics) come with
-    // the events module; until then an Event is a single async attempt.
-    Result<void> queued = engine.invoke_async(
-        *fn, req.body, [](Result<std::string>) {}, invoke_options);
-    if (!queued) return refuse(res, queued.error(), fn->name());
+    // Lambda's Event invocation is ember's: the event is queued with the function's
+    // EventConfig (retries, maximum age, destinations, dead letters) and its id returned.
+    EventOptions event_options;
+    event_options.trace = invoke_options.trace;
+    Result<std::string> id = engine.enqueue(*fn, req.body, event_options);
+    if (!id) return refuse(res, id.error(), fn->name());
     res.status = 202;
+    res.set_header("X-Ember-Event-Id", *id);
     return;
   }
 

@@ -162,13 +162,15 @@ TEST(GatewayInvokeTest, EventAnswers202AndRunsTheHandler) {
   Event ran;
   std::mutex mu;
   std::string seen;
+  std::string event_id;
   Engine engine{quiet()};
   ASSERT_TRUE(engine
                   .register_function("audit", {},
-                                     [&](Context&, std::string_view in) -> Result<std::string> {
+                                     [&](Context& ctx, std::string_view in) -> Result<std::string> {
                                        {
                                          std::lock_guard<std::mutex> lock(mu);
                                          seen = std::string(in);
+                                         if (ctx.event() != nullptr) event_id = ctx.event()->id;
                                        }
                                        ran.set();
                                        return std::string("ignored");
@@ -185,6 +187,8 @@ TEST(GatewayInvokeTest, EventAnswers202AndRunsTheHandler) {
   ran.wait();
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(seen, R"({"event":1})");
+  EXPECT_EQ(event_id, r->get_header_value("X-Ember-Event-Id"));
+  EXPECT_FALSE(event_id.empty());
 }
 
 TEST(GatewayInvokeTest, DryRunChecksWithoutInvoking) {
@@ -347,13 +351,12 @@ TEST(GatewayInvokeTest, EngineConcurrencyThrottleIs429WithItsReason) {
 
 TEST(GatewayInvokeTest, FullEventQueueIs429) {
   Event entered, release;
-  Engine engine{quiet({.max_queued_per_function = 1})};
-  // The queued event waits for its slot as long as the test needs (no real-time race).
-  ASSERT_TRUE(engine
-                  .register_function("busy",
-                                     {.reserved_concurrency = 1, .max_queue_wait = absl::Hours(1)},
-                                     blocking(entered, release))
-                  .has_value());
+  Engine engine{quiet()};
+  ASSERT_TRUE(
+      engine.register_function("busy", {.reserved_concurrency = 1}, blocking(entered, release))
+          .has_value());
+  // One event may wait (throttled, it goes back to the queue until the slot frees).
+  ASSERT_TRUE(engine.set_event_config("busy", {.max_queued_events = 1}).has_value());
   auto gateway = start_gateway(engine);
   ASSERT_NE(gateway, nullptr);
   HttpClient first_client(*gateway);
