@@ -1,5 +1,5 @@
 // quickstart — a tour of ember in one program: register functions, invoke them sync (inline
-// and pool), async and nested, and watch a throttle and a timeout happen.
+// and pool), async and nested, watch a throttle and a timeout happen, and queue an event.
 #include <atomic>
 #include <cctype>
 #include <cstdio>
@@ -123,6 +123,30 @@ int main() {
                                  return std::string(in);
                                });
   show("invoke audited (report_logs)", engine.invoke(*audited, "ok"));
+
+  // 5. An Event invoke: queued, retried on error (here after 10 ms, not Lambda's 1 and 2
+  // minutes), and ending at a destination. The id stays the same across retries.
+  std::atomic<int> tries{0};
+  engine.register_function(
+      "flaky", {}, [&](Context& ctx, std::string_view in) -> Result<std::string> {
+        std::printf("  flaky: event %.8s attempt %d\n", std::string(ctx.event()->id).c_str(),
+                    ctx.event()->attempt);
+        if (tries.fetch_add(1) < 2) return ember::fail(ember::ErrorCode::kInternal, "not yet");
+        return "stored " + std::string(in);
+      });
+  std::promise<ember::EventRecord> ended;
+  engine.set_event_config(
+      "flaky",
+      {.retry_backoff = {absl::Milliseconds(10)},
+       .on_success = {.callback = [&](const ember::EventRecord& r) { ended.set_value(r); }}});
+  auto event_id = engine.enqueue("flaky", "order 7");
+  if (!event_id) {
+    std::printf("enqueue failed: %s\n", event_id.error().message.c_str());
+    return 1;
+  }
+  const ember::EventRecord record = ended.get_future().get();
+  std::printf("%-34s -> %s after %d attempts (%s)\n", "enqueue flaky", record.response.c_str(),
+              record.attempts, std::string(ember::event_condition_name(record.condition)).c_str());
 
   // Metrics, with Lambda's names, summed from per-thread shards.
   ember::MetricsSnapshot m = engine.metrics();
