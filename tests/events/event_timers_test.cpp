@@ -33,15 +33,18 @@ class EventTimersTest : public ::testing::Test {
     return fired_;
   }
   void wait_fired(std::size_t n) {
-    changed_.wait([&] { return fired_.size() >= n; });
+    changed_.wait([&] {
+      std::lock_guard<std::mutex> lock(mu_);  // the timer thread appends under mu_
+      return fired_.size() >= n;
+    });
   }
 
   ManualClock clock_;
   TimeSource time_{&clock_};
-  EventTimers timers_{time_};
   std::mutex mu_;
   std::vector<std::string> fired_;
   Condition changed_;
+  EventTimers timers_{time_};  // last: destroyed (its thread joined) before what callbacks use
 };
 
 TEST_F(EventTimersTest, FiresInDeadlineOrderWhenTheClockGetsThere) {
