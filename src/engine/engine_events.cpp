@@ -25,10 +25,11 @@ Result<std::string> Engine::enqueue(FunctionHandle fn, std::string_view payload,
     events_->note_refused();
     return fail(ErrorCode::kInvalidArgument, "enqueue: the function handle is empty");
   }
-  const std::string function = fn.qualifier().empty() || fn.qualifier() == "$LATEST"
-                                   ? std::string(fn.name())
-                                   : detail::cat(fn.name(), ":", fn.qualifier());
-  return events_->enqueue(fn, function, payload, options);
+  // The plain name needs no copy (it lives as long as the engine): the common case.
+  if (fn.qualifier().empty() || fn.qualifier() == "$LATEST") {
+    return events_->enqueue(fn, fn.name(), payload, options);
+  }
+  return events_->enqueue(fn, detail::cat(fn.name(), ":", fn.qualifier()), payload, options);
 }
 
 Result<void> Engine::set_event_config(std::string_view function, EventConfig config) {
