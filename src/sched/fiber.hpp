@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "sched/sanitizers.hpp"
+#include "sched/stack_guard.hpp"
 #include "sched/stack_pool.hpp"
 
 namespace ember::detail {
@@ -33,6 +34,12 @@ struct Task {
   // time) and reports the task overdue once it passes, even if the worker never gets control
   // back. kNever (INT64_MAX): not watched.
   std::atomic<std::int64_t> watch_deadline{INT64_MAX};
+  // For the stack-overflow report (stack_guard.hpp), called from a signal handler on the
+  // faulting thread while the task is stuck mid-run: async-signal-safe (no allocation, no
+  // locks); writes a NUL-free description (e.g. "function 'x' (request id y") of at most
+  // `size` bytes into buf, returns the length. The report closes the parenthesis.
+  // nullptr: the task is reported as "a fiber task".
+  std::size_t (*describe)(const Task*, char* buf, std::size_t size) noexcept = nullptr;
 };
 
 class Fiber final {
@@ -70,6 +77,8 @@ class Fiber final {
   [[nodiscard]] LazyHost* lazy_home() const noexcept { return lazy_home_; }
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
   [[nodiscard]] std::size_t stack_size() const noexcept { return stack_.size; }
+  // The fiber's stack mapping (guard page included), for fault handling and stack measurement.
+  [[nodiscard]] const Stack& stack() const noexcept { return stack_; }
   // Counts the tasks this fiber has started; with id() it makes request ids unique.
   [[nodiscard]] std::uint64_t next_sequence() noexcept { return ++sequence_; }
 
@@ -108,6 +117,12 @@ extern constinit thread_local Fiber* tls_current_fiber [[gnu::tls_model("initial
 
 inline void Fiber::switch_in() noexcept {
   Fiber* previous = tls_current_fiber;
+  // A thread's first switch into any fiber gives it an alternate signal stack, so that an
+  // overflow is reported (stack_guard.hpp). Checked on root switches only: nested ones come
+  // after a root switch on the same thread.
+  if (previous == nullptr && !tls_fault_handling_ready) [[unlikely]] {
+    ensure_alt_signal_stack();
+  }
   tls_current_fiber = this;
 #if defined(EMBER_ASAN)
   void* fake_stack = nullptr;
