@@ -19,8 +19,11 @@
 
 #include <absl/time/time.h>
 
+#include <cstdint>
+#include <memory_resource>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 
 #include "ember/events.hpp"
 #include "ember/export.hpp"
@@ -68,6 +71,28 @@ class EMBER_EXPORT Context final {
   // invoke: its id, stable across retries, for de-duplication, and which attempt this is.
   [[nodiscard]] const EventInfo* event() const noexcept;
 
+  // ---- Execution environment (ember/instance.hpp) ----
+  // The state of the instance serving this invocation (what Lifecycle::init returned), or
+  // nullptr for a function without a Lifecycle.
+  [[nodiscard]] void* instance() const noexcept { return instance_state(nullptr); }
+  // The same as a State*; nullptr also when the Lifecycle says its state is another type.
+  template <typename State>
+  [[nodiscard]] State* state() const noexcept {
+    return static_cast<State*>(instance_state(&typeid(State)));
+  }
+  // The serving instance's id (InitContext::instance_id), 0 without one.
+  [[nodiscard]] std::uint64_t instance_id() const noexcept;
+  // True if this invocation made its instance (a cold start: init or a snapshot clone ran).
+  [[nodiscard]] bool cold_start() const noexcept;
+  // Memory bounded by the function's memory_mb: the instance's (what its state holds counts),
+  // or, without one, this invocation's own, made on first use. An allocation past the limit
+  // throws std::bad_alloc, and the invocation then ends with kOutOfMemory whatever the handler
+  // returns (its instance is discarded). Blocks must not outlive the invocation (or, for an
+  // instance's, the instance).
+  [[nodiscard]] std::pmr::memory_resource* memory() const;
+  // The instance's private directory (FunctionConfig::scratch_dir), "" without one.
+  [[nodiscard]] std::string_view scratch_dir() const noexcept;
+
   // Writes a line through the engine's LogSink, tagged with the request id and function.
   void log(std::string_view message) const { log(LogLevel::kInfo, message); }
   void log(LogLevel level, std::string_view message) const;
@@ -96,6 +121,8 @@ class EMBER_EXPORT Context final {
   explicit Context(detail::Invocation* invocation) noexcept : inv_(invocation) {}
   Result<void> invoke_typed(FunctionHandle fn, detail::TypedCall& call,
                             const InvokeOptions& options);
+  // The instance's state; with `type`, nullptr if the Lifecycle names another state type.
+  [[nodiscard]] void* instance_state(const std::type_info* type) const noexcept;
   detail::Invocation* inv_;
 };
 

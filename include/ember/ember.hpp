@@ -10,6 +10,7 @@
 #include "ember/context.hpp"
 #include "ember/engine.hpp"
 #include "ember/function.hpp"
+#include "ember/instance.hpp"
 #include "ember/observe.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"

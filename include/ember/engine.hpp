@@ -32,6 +32,7 @@
 #include "ember/events.hpp"
 #include "ember/export.hpp"
 #include "ember/function.hpp"
+#include "ember/instance.hpp"
 #include "ember/observe.hpp"
 #include "ember/options.hpp"
 #include "ember/result.hpp"
@@ -99,6 +100,34 @@ class EMBER_EXPORT Engine final {
   template <typename In, typename Out, typename F>
   Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
                                            F&& handler);
+
+  // Registers a bytes handler that runs on instances (ember/instance.hpp): each instance is
+  // made by lifecycle.init, serves one invocation at a time, and reaches the handler as
+  // Context::state<T>(). FunctionConfig's provisioned_concurrency (≤ reserved_concurrency),
+  // init_timeout, idle_ttl, max_new_instances_per_second, snapshot_start and scratch_dir apply.
+  // The snapshot (snapshot_start) and the provisioned instances are made before the function
+  // is published; if one fails, the error is kInitFailed and nothing is registered (what was
+  // made is shut down). Other errors as the stateless overload, and kInvalidArgument for a
+  // lifecycle without init, or snapshot_start without clone.
+  Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
+                                           Lifecycle lifecycle, BytesHandler handler);
+  // The same for a typed handler.
+  template <typename In, typename Out, typename F>
+  Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
+                                           Lifecycle lifecycle, F&& handler);
+
+  // ---- Execution environments (ember/instance.hpp) ----
+
+  // Changes the provisioned concurrency of `function` ("name", or "name:version" /
+  // "name:alias" for a plugin version) to n: an increase initialises the new instances now,
+  // on this thread, before it returns; a decrease lets the surplus become on-demand (reaped
+  // once idle past idle_ttl). Errors: kNotFound, kInvalidArgument (a function without
+  // instances; n < 0; n > its reserved concurrency), kInitFailed (then the instances this call
+  // made are shut down, and the provisioned count stays as it was), kShuttingDown.
+  Result<void> set_provisioned_concurrency(std::string_view function, int n);
+  // The instances of `function` (all its versions). kNotFound if there is no such function;
+  // all zero for a stateless one.
+  [[nodiscard]] Result<InstanceStats> instance_stats(std::string_view function) const;
 
   // Resolves "name", "name:$LATEST", "name:3" (a loaded version) or "name:alias". kNotFound
   // names what was asked for. The handle follows deploys (see FunctionHandle).
@@ -249,7 +278,8 @@ class EMBER_EXPORT Engine final {
  private:
   friend class Context;
   Result<FunctionHandle> register_typed(std::string_view name, FunctionConfig config,
-                                        detail::TypedHandler handler);
+                                        detail::TypedHandler handler,
+                                        const Lifecycle* lifecycle = nullptr);
   Result<void> invoke_typed(FunctionHandle fn, detail::TypedCall& call,
                             const InvokeOptions& options);
   // Stops schedules, mappings and enqueue, drains queued events; returns the drain deadline
@@ -279,6 +309,20 @@ Result<FunctionHandle> Engine::register_function(std::string_view name, Function
     *static_cast<Result<Out>*>(out) = h(ctx, *static_cast<const In*>(in));
   };
   return register_typed(name, std::move(config), std::move(typed));
+}
+
+template <typename In, typename Out, typename F>
+Result<FunctionHandle> Engine::register_function(std::string_view name, FunctionConfig config,
+                                                 Lifecycle lifecycle, F&& handler) {
+  static_assert(std::is_invocable_r_v<Result<Out>, F&, Context&, const In&>,
+                "a typed handler is callable as Result<Out>(Context&, const In&)");
+  detail::TypedHandler typed;
+  typed.in_type = &typeid(In);
+  typed.out_type = &typeid(Out);
+  typed.call = [h = std::forward<F>(handler)](Context& ctx, const void* in, void* out) mutable {
+    *static_cast<Result<Out>*>(out) = h(ctx, *static_cast<const In*>(in));
+  };
+  return register_typed(name, std::move(config), std::move(typed), &lifecycle);
 }
 
 template <typename Out, typename In>

@@ -72,8 +72,9 @@ enum class ThrottleReason : std::uint8_t {
   kReservedConcurrency,    // the function's own reserved concurrency is in use
   kUnreservedConcurrency,  // the engine's unreserved pool is in use (concurrency_limit)
   kQueueFull,              // an async invoke found the function's queue full
+  kScaleUp,  // no idle instance, and max_new_instances_per_second allows no new one now
 };
-inline constexpr int kThrottleReasons = 3;
+inline constexpr int kThrottleReasons = 4;
 [[nodiscard]] EMBER_EXPORT std::string_view throttle_reason_name(ThrottleReason reason) noexcept;
 
 // One function's metrics (all its versions together), or the engine's total.
@@ -103,11 +104,15 @@ struct FunctionMetrics {
   std::int64_t concurrent_executions = 0;
   std::optional<std::int64_t> concurrent_executions_max;
   std::optional<int> reserved_concurrency;
-  // Cold starts: invocations that were the first to run of a freshly published version (they
-  // paid for its init), and those versions' init durations (0 for a function without init),
-  // one sample per cold start. Plugin versions only, until execution environments land.
+  // Cold starts: invocations that made a new instance (init, or a clone of a snapshot), and
+  // the first invocation of a freshly loaded plugin version (it reports the init the load
+  // ran); init_duration has one sample per cold start (0 for a plugin function without init).
   std::uint64_t cold_starts = 0;
   Histogram init_duration;
+  // Max Memory Used: the most a measured invocation used, in bytes: its memory resource's peak
+  // (Context::memory()) plus its fiber stack's high-water mark. Measured only for invocations
+  // that write REPORT lines or are seen by invoke observers; 0 if none was.
+  std::int64_t max_memory_used_bytes = 0;
   // Provisioned concurrency (execution environments): invocations served by a provisioned
   // environment, and those that spilled over to on-demand ones.
   std::uint64_t provisioned_invocations = 0;

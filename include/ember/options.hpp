@@ -53,10 +53,15 @@ enum class LogKind : std::uint8_t {
 // The figures of a REPORT line.
 struct InvocationReport {
   std::int64_t duration_ns = 0;
-  std::int64_t billed_duration_ms = 0;           // the duration rounded up to a whole millisecond
-  int memory_size_mb = 0;                        // FunctionConfig::memory_mb
-  int max_memory_used_mb = 0;                    // the process's peak resident set (see README)
-  std::optional<std::int64_t> init_duration_ns;  // only on a cold start
+  std::int64_t billed_duration_ms = 0;  // the duration rounded up to a whole millisecond
+  int memory_size_mb = 0;               // FunctionConfig::memory_mb
+  // The invocation's memory resource peak (Context::memory()) plus its fiber stack's high-water
+  // mark, rounded up to a MiB; max_memory_used_bytes unrounded.
+  int max_memory_used_mb = 0;
+  std::int64_t max_memory_used_bytes = 0;
+  std::optional<std::int64_t> init_duration_ns;     // only on a cold start that ran init
+  std::optional<std::int64_t> restore_duration_ns;  // only on a cold start cloned from a snapshot
+  std::optional<std::int64_t> scratch_used_bytes;   // instances with a scratch directory
 };
 
 // One log line, as handed to a LogSink. The views are valid during the sink call only.
@@ -133,6 +138,10 @@ struct EngineOptions {
   double trace_sample_rate = 0.0;
   // Spans kept until Engine::take_spans(); past this the newest are dropped and counted.
   std::size_t trace_buffer_spans = 65536;
+  // Where instances' scratch directories go (FunctionConfig::scratch_dir), each as
+  // <root>/<function>-<instance id>. Empty = $TMPDIR (or /tmp) + "/ember-<pid>". Made when the
+  // first one is needed; removed at engine destruction if empty.
+  std::string scratch_root;
 };
 
 struct FunctionConfig {
@@ -151,8 +160,33 @@ struct FunctionConfig {
   // separate from `timeout`, which starts when the handler is admitted.
   absl::Duration max_queue_wait = absl::Seconds(1);
   // Write START / END / REPORT lines around each invocation (Lambda's platform lines). Off by
-  // default: they cost a few hundred nanoseconds each.
+  // default: they cost a few hundred nanoseconds each, and a few microseconds more to measure
+  // Max Memory Used (the fiber stack's high-water mark is found by painting it).
   bool report_logs = false;
+
+  // ---- Execution environments (ember/instance.hpp): functions registered with a Lifecycle,
+  // and plugin functions with an init. Ignored for functions without one. ----
+
+  // Instances initialised ahead of traffic (at registration, or by
+  // Engine::set_provisioned_concurrency) and never reaped. Invocations beyond them spill over
+  // to on-demand instances. At most reserved_concurrency (which it then requires).
+  int provisioned_concurrency = 0;
+  // How long an instance's init (or snapshot clone) may take; past it the init fails with
+  // kInitFailed and its state is shut down. Lambda's is 10 s.
+  absl::Duration init_timeout = absl::Seconds(10);
+  // An idle on-demand instance is shut down after this long unused.
+  absl::Duration idle_ttl = absl::Minutes(5);
+  // Scale-up guard: at most this many new (on-demand) instances per second for the function,
+  // as a token bucket holding one second's worth; an invocation that needs one more is
+  // throttled (kThrottled, ThrottleReason::kScaleUp). 0 = no cap. Lambda scales 1,000
+  // environments per 10 s.
+  int max_new_instances_per_second = 100;
+  // Snapshot start (Lambda SnapStart): init runs once when the version is published, and new
+  // instances are cloned from that state through Lifecycle::clone instead of running init.
+  bool snapshot_start = false;
+  // Give each instance a private directory under EngineOptions::scratch_root (Lambda's /tmp),
+  // made before init and removed after shutdown. Context::scratch_dir() names it.
+  bool scratch_dir = false;
 };
 
 struct InvokeOptions {

@@ -34,6 +34,8 @@ enum class ErrorCode : std::uint8_t {
   kNotInHandler,   // a Context call that needs a running handler (sleep_for, yield) made elsewhere
   kInternal,       // an ember bug; please report it
   kPluginInvalid,  // a plugin or layer file, descriptor or init was refused (message says why)
+  kInitFailed,     // the function's instance init (or snapshot clone) failed, threw or timed out
+  kOutOfMemory,    // the invocation allocated past the function's memory_mb (Context::memory())
 };
 
 // The stable name of a code, e.g. "kThrottled" -> "Throttled".

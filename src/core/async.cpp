@@ -44,9 +44,23 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
   // never leaves a record in use that shutdown's release loop could find.
   const bool no_wait = extras != nullptr && extras->no_wait;
   if (no_wait && !fn->gate->try_acquire()) return tl::unexpected<Error>(throttled(*fn));
+  // A stateful function's instance, taken with the slot; the scale-up guard refuses at once.
+  Instance* instance = nullptr;
+  if (no_wait && fn->env != nullptr) {
+    instance = fn->env->take();
+    if (instance == nullptr) {
+      Error error;
+      instance = admit_instance(fn, &error);
+      if (instance == nullptr) {
+        fn->gate->release();
+        return tl::unexpected<Error>(std::move(error));
+      }
+    }
+  }
   // References: the handler's side, the delivery of the outcome, and the queue timer.
   PendingCall* pc = acquire_call(fn, 3);
   Invocation& inv = pc->inv;
+  inv.instance = instance;
   inv.depth = parent != nullptr ? parent->depth + 1 : 0;
   pc->waiter = WaiterKind::kCallback;
   pc->callback = std::move(callback);
@@ -115,6 +129,24 @@ Result<void> EngineCore::invoke_async(FunctionHandle handle, std::string_view pa
 
 void EngineCore::start_async(PendingCall* pc, std::int64_t now) {
   Invocation& inv = pc->inv;
+  if (inv.fn->env != nullptr && inv.instance == nullptr) [[unlikely]] {
+    // A stateful function: its instance is taken as it is admitted. The scale-up guard's
+    // refusal is a throttle, not an invocation: the callback gets it, nothing runs.
+    inv.instance = inv.fn->env->take();
+    if (inv.instance == nullptr) {
+      Error error;
+      inv.instance = admit_instance(inv.fn, &error);
+      if (inv.instance == nullptr) {
+        pc->state.fetch_or(kStarted | kSettled | kDone);
+        release_slot(inv.fn);  // the slot, and the pin the call held
+        auto callback = std::move(pc->callback);
+        callback(tl::unexpected<Error>(std::move(error)));
+        unref(pc);  // delivery
+        unref(pc);  // never submitted
+        return;
+      }
+    }
+  }
   count_started(inv.fn);
   inv.deadline = add_saturating(now, inv.timeout_ns);
   // The timer thread watches this deadline while a worker runs the handler, so a handler that

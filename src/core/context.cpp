@@ -38,6 +38,42 @@ int Context::depth() const noexcept { return inv_->depth; }
 
 const EventInfo* Context::event() const noexcept { return inv_->event; }
 
+namespace {
+detail::Instance* serving(const Invocation* inv) noexcept {
+  return inv->instance == detail::kNewInstance ? nullptr : inv->instance;
+}
+}  // namespace
+
+void* Context::instance_state(const std::type_info* type) const noexcept {
+  const detail::Instance* inst = serving(inv_);
+  if (inst == nullptr) return nullptr;
+  if (type != nullptr) {
+    const std::type_info* have = inv_->fn->env->lifecycle().state_type;
+    if (have != nullptr && *have != *type) return nullptr;
+  }
+  return inst->state;
+}
+
+std::uint64_t Context::instance_id() const noexcept {
+  const detail::Instance* inst = serving(inv_);
+  return inst != nullptr ? inst->id : 0;
+}
+
+bool Context::cold_start() const noexcept { return inv_->cold; }
+
+std::pmr::memory_resource* Context::memory() const {
+  if (inv_->memory == nullptr) {
+    inv_->own_memory.emplace(static_cast<std::size_t>(inv_->fn->config.memory_mb) << 20);
+    inv_->memory = &*inv_->own_memory;
+  }
+  return inv_->memory;
+}
+
+std::string_view Context::scratch_dir() const noexcept {
+  const detail::Instance* inst = serving(inv_);
+  return inst != nullptr ? std::string_view(inst->scratch) : std::string_view();
+}
+
 const ClientContext& Context::client_context() const noexcept {
   return inv_->client_context != nullptr ? *inv_->client_context : kNoClientContext;
 }

@@ -37,7 +37,7 @@ Result<void> validate_alias_name(std::string_view function, std::string_view ali
 }  // namespace
 
 Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, std::string_view who,
-                                                         const std::vector<VersionSpec>& specs,
+                                                         std::vector<VersionSpec>& specs,
                                                          bool dry_run) {
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   if (shutting_down_.load()) {
@@ -56,6 +56,10 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
                   cat(who, ": function '", spec.name, "' is declared twice"));
     }
     if (auto ok = validate(spec.name, spec.config); !ok) {
+      return fail(ErrorCode::kInvalidArgument, cat(who, ": ", ok.error().message));
+    }
+    if (auto ok = check_provisioned(spec.name, spec.config, spec.stateful || spec.env != nullptr);
+        !ok) {
       return fail(ErrorCode::kInvalidArgument, cat(who, ": ", ok.error().message));
     }
     const FunctionEntry* e = registry_.entry(spec.name);
@@ -83,7 +87,7 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
 
   // Publish: new versions first, then move the latest routes (each switch is one store).
   std::vector<FunctionRecord*> published;
-  for (const VersionSpec& spec : specs) {
+  for (VersionSpec& spec : specs) {
     FunctionEntry* entry = registry_.make_entry(spec.name, this);
     auto record = std::make_unique<FunctionRecord>();
     record->owner = this;
@@ -98,6 +102,11 @@ Result<std::vector<FunctionRecord*>> EngineCore::publish(const void* deployer, s
     record->bytes = spec.handler;
     record->code = spec.code;
     if (spec.code != nullptr) record->pins = std::make_unique<PinCounter>();
+    if (spec.env != nullptr) {
+      record->env_owned = std::move(spec.env);
+      record->env = record->env_owned.get();
+      envs_.push_back(record->env);
+    }
     if (spec.init_ns) set_cold(record.get(), *spec.init_ns);  // before any route leads here
     const std::int64_t reserve = spec.config.reserved_concurrency.value_or(0);
     if (reserve > 0) {

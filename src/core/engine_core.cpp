@@ -10,6 +10,7 @@
 
 #include "core/names.hpp"
 #include "core/str_cat.hpp"
+#include "env/scratch.hpp"
 
 namespace ember::detail {
 
@@ -17,6 +18,7 @@ EngineCore::EngineCore(EngineOptions options)
     : options_(std::move(options)),
       request_nonce_(absl::Uniform<std::uint64_t>(absl::BitGen())),
       time_(options_.clock),
+      env_shared_(time_),
       unreserved_("unreserved concurrency pool", 0, &EngineCore::admit_waiter, this),
       metrics_(options_.metrics) {
   if (options_.workers == 0) {
@@ -30,6 +32,12 @@ EngineCore::EngineCore(EngineOptions options)
   }
   unreserved_.set_limit(options_.concurrency_limit);
   gates_.push_back(&unreserved_);
+  env_shared_.scratch_root =
+      options_.scratch_root.empty() ? default_scratch_root() : options_.scratch_root;
+  env_shared_.log = [this](LogLevel level, std::string_view function, std::string_view version,
+                           std::string_view message) {
+    log(level, function, {}, message, LogKind::kEngine, version);
+  };
   init_observe();
   scheduler_ =
       std::make_unique<Scheduler>(time_, options_.workers, to_nanos(options_.spin_before_park));
@@ -42,6 +50,10 @@ EngineCore::~EngineCore() {
   // kill; DESIGN.md §4), then stop the workers.
   while (in_flight() != 0)
     time_.park_until(drain_parker_, add_saturating(time_.now(), 100'000'000));
+  // Every instance comes back with its handler: each one's shutdown hook runs once, here at
+  // the latest.
+  retire_envs();
+  (void)remove_root_if_empty(env_shared_.scratch_root);
   scheduler_.reset();
 }
 
@@ -100,11 +112,44 @@ Result<void> EngineCore::validate(std::string_view name, const FunctionConfig& c
     return bad("max_queue_wait", absl::FormatDuration(c.max_queue_wait),
                "must be finite and not negative");
   }
+  if (c.provisioned_concurrency < 0) {
+    return bad("provisioned_concurrency", c.provisioned_concurrency, "must not be negative");
+  }
+  if (c.init_timeout <= absl::ZeroDuration() || c.init_timeout == absl::InfiniteDuration()) {
+    return bad("init_timeout", absl::FormatDuration(c.init_timeout), "must be positive and finite");
+  }
+  if (c.idle_ttl <= absl::ZeroDuration() || c.idle_ttl == absl::InfiniteDuration()) {
+    return bad("idle_ttl", absl::FormatDuration(c.idle_ttl), "must be positive and finite");
+  }
+  if (c.max_new_instances_per_second < 0) {
+    return bad("max_new_instances_per_second", c.max_new_instances_per_second,
+               "must be 0 (no cap) or positive");
+  }
+  return {};
+}
+
+Result<void> EngineCore::check_provisioned(std::string_view name, const FunctionConfig& c,
+                                           bool has_instances) const {
+  if (c.provisioned_concurrency == 0) return {};
+  if (!has_instances) {
+    return fail(ErrorCode::kInvalidArgument,
+                cat("function '", name,
+                    "': FunctionConfig.provisioned_concurrency = ", c.provisioned_concurrency,
+                    ": needs instances (a Lifecycle, or a plugin function with init)"));
+  }
+  if (!c.reserved_concurrency || c.provisioned_concurrency > *c.reserved_concurrency) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        cat("function '", name, "': FunctionConfig.provisioned_concurrency = ",
+            c.provisioned_concurrency, ": exceeds its reserved_concurrency (",
+            c.reserved_concurrency ? cat(*c.reserved_concurrency) : std::string("unset"), ")"));
+  }
   return {};
 }
 
 Result<FunctionHandle> EngineCore::register_function(std::string_view name, FunctionConfig config,
-                                                     BytesHandler bytes, TypedHandler typed) {
+                                                     BytesHandler bytes, TypedHandler typed,
+                                                     const Lifecycle* lifecycle) {
   if (init_error_) return tl::unexpected<Error>(*init_error_);
   if (auto ok = validate_function_name(name); !ok) return tl::unexpected<Error>(ok.error());
   if (auto ok = validate(name, config); !ok) return tl::unexpected<Error>(ok.error());
@@ -125,6 +170,30 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
   record->typed = std::move(typed);
   record->typed_flag = static_cast<bool>(record->typed.call);
 
+  if (auto ok = check_provisioned(name, config, lifecycle != nullptr); !ok)
+    return tl::unexpected<Error>(ok.error());
+  // Checks that need the lock first, so that a doomed registration runs no init.
+  auto refused = [&]() -> Result<void> {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    if (FunctionEntry* e = registry_.entry(name); e != nullptr && e->live()) {
+      return fail(ErrorCode::kAlreadyExists, cat("function '", name, "' is already registered",
+                                                 e->registered ? "" : " (by a plugin)"));
+    }
+    const std::int64_t reserve = config.reserved_concurrency.value_or(0);
+    if (reserve > 0) return check_reservation(name, reserve, reserved_total_);
+    return {};
+  };
+  if (auto ok = refused(); !ok) return tl::unexpected<Error>(ok.error());
+  if (lifecycle != nullptr) {
+    // The snapshot and the provisioned instances are made before anything is published (and
+    // outside the lock: an init may call the engine). If the registration then fails, the
+    // environment is destroyed with them.
+    auto env = make_env(name, "$LATEST", config, *lifecycle);
+    if (!env) return tl::unexpected<Error>(std::move(env.error()));
+    record->env_owned = std::move(*env);
+    record->env = record->env_owned.get();
+  }
+
   std::lock_guard<std::mutex> lock(config_mu_);
   if (FunctionEntry* e = registry_.entry(name); e != nullptr && e->live()) {
     return fail(ErrorCode::kAlreadyExists, cat("function '", name, "' is already registered",
@@ -135,6 +204,7 @@ Result<FunctionHandle> EngineCore::register_function(std::string_view name, Func
     if (auto ok = check_reservation(name, reserve, reserved_total_); !ok)
       return tl::unexpected<Error>(ok.error());
   }
+  if (record->env != nullptr) envs_.push_back(record->env);
   FunctionEntry* entry = registry_.make_entry(name, this);
   entry->registered = true;
   record->entry = entry;
@@ -273,17 +343,48 @@ void EngineCore::log(LogLevel level, std::string_view function, std::string_view
 void EngineCore::format_request_id(const Invocation& inv, char (&out)[37]) const noexcept {
   // UUID-shaped. (fiber id, fiber's task sequence) is unique within an engine; a bijective mix
   // (splitmix64's finaliser) spreads it over the first half, and the per-engine random nonce
-  // fills the second, so ids of different engines differ too.
+  // fills the second, so ids of different engines differ too. Plain digit writes: the stack
+  // overflow report formats it inside a signal handler.
   std::uint64_t x =
       (std::uint64_t{inv.fiber != nullptr ? inv.fiber->id() : 0} << 40) ^ inv.sequence;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   x ^= x >> 31;
   const std::uint64_t n = request_nonce_;
-  absl::SNPrintF(out, sizeof out, "%08x-%04x-%04x-%04x-%012x", static_cast<std::uint32_t>(x >> 32),
-                 static_cast<std::uint32_t>((x >> 16) & 0xffff),
-                 static_cast<std::uint32_t>(x & 0xffff), static_cast<std::uint32_t>(n >> 48),
-                 n & 0xffff'ffff'ffffULL);
+  static constexpr char kHex[] = "0123456789abcdef";
+  char* p = out;
+  auto hex = [&p](std::uint64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i) *p++ = kHex[(v >> (4 * i)) & 0xf];
+  };
+  hex(x >> 32, 8);
+  *p++ = '-';
+  hex((x >> 16) & 0xffff, 4);
+  *p++ = '-';
+  hex(x & 0xffff, 4);
+  *p++ = '-';
+  hex(n >> 48, 4);
+  *p++ = '-';
+  hex(n & 0xffff'ffff'ffffULL, 12);
+  *p = '\0';
+}
+
+std::size_t EngineCore::describe_task(const Task* task, char* buf, std::size_t size) noexcept {
+  // Async-signal-safe: the stack overflow handler calls it.
+  const auto* inv = static_cast<const Invocation*>(task);
+  std::size_t n = 0;
+  auto put = [&](std::string_view s) {
+    for (char c : s) {
+      if (n + 1 >= size) return;
+      buf[n++] = c;
+    }
+  };
+  char rid[37];
+  inv->core->format_request_id(*inv, rid);
+  put("function '");
+  put(inv->fn->name);
+  put("' (request id ");
+  put(std::string_view(rid, 36));
+  return n;
 }
 
 void EngineCore::shutdown(absl::Duration drain, std::string_view reason) {
@@ -351,6 +452,8 @@ void EngineCore::shutdown_impl(std::int64_t drain_ns, std::optional<std::int64_t
 
   // Past the deadline: refuse nested invokes too, and release every caller still waiting.
   drain_over_.store(true, std::memory_order_seq_cst);
+  // Instances: the idle ones are shut down now, busy ones as their handlers return.
+  retire_envs();
   if (in_flight() == 0) return;
   std::vector<PendingCall*> calls;
   {

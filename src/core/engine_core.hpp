@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,8 +60,27 @@ class EngineCore final {
     return shutting_down_.load(std::memory_order_acquire);
   }
 
+  // `lifecycle` (may be null): the function runs on instances (ember/instance.hpp); its
+  // snapshot and provisioned instances are made before it is published.
   Result<FunctionHandle> register_function(std::string_view name, FunctionConfig config,
-                                           BytesHandler bytes, TypedHandler typed);
+                                           BytesHandler bytes, TypedHandler typed,
+                                           const Lifecycle* lifecycle = nullptr);
+
+  // ---- Execution environments (environments.cpp) ----
+  // Engine::set_provisioned_concurrency / instance_stats.
+  Result<void> set_provisioned_concurrency(std::string_view function, int n);
+  Result<InstanceStats> instance_stats(std::string_view function) const;
+  // How the engine's timer thread runs reaps (set by the Engine before any registration).
+  void set_reaper(std::function<void(FunctionEnv*, std::int64_t)> arm) {
+    env_shared_.arm_reap = std::move(arm);
+  }
+  // Makes the FunctionEnv of a version about to be published (snapshot, provisioned
+  // instances). Errors: kInvalidArgument (lifecycle against config), kInitFailed.
+  Result<std::unique_ptr<FunctionEnv>> make_env(std::string_view name, std::string_view version,
+                                                const FunctionConfig& config,
+                                                const Lifecycle& lifecycle);
+  // Every environment's idle instances are shut down now, busy ones when they return.
+  void retire_envs();
   Result<FunctionHandle> find(std::string_view name) const;
   // The route of exactly that key, or nullptr (lock-free; the by-name invoke's fast path).
   [[nodiscard]] Route* route(std::string_view key) const noexcept { return registry_.find(key); }
@@ -73,6 +93,10 @@ class EngineCore final {
     CodeOwner* code = nullptr;  // pinned by each invocation
     // A freshly initialised version: its first invocation is a cold start reporting this.
     std::optional<std::int64_t> init_ns;
+    // Runs on instances (a plugin function with init): made with make_env before publish
+    // (which takes it); `stateful` says so to the dry run, before it is made.
+    std::unique_ptr<FunctionEnv> env;
+    bool stateful = false;
   };
   // Publishes one new version of each function for `deployer` (an opaque owner: the plugin)
   // and points each function's latest route at it; the deployer's functions missing from
@@ -80,7 +104,7 @@ class EngineCore final {
   // is an invalid config or a reservation the engine cannot give. With dry_run, only checks.
   // Nothing changes when an error is returned.
   Result<std::vector<FunctionRecord*>> publish(const void* deployer, std::string_view who,
-                                               const std::vector<VersionSpec>& specs, bool dry_run);
+                                               std::vector<VersionSpec>& specs, bool dry_run);
   // The version number the next publish of `function` will give.
   [[nodiscard]] int next_version(std::string_view function) const;
   // Removes every function of `deployer` (routes lead nowhere, aliases are deleted).
@@ -165,6 +189,8 @@ class EngineCore final {
     return drain_over_.load(std::memory_order_relaxed);
   }
   void format_request_id(const Invocation& inv, char (&out)[37]) const noexcept;
+  // Task::describe of an invocation (the stack overflow report): "function 'f' (request id r".
+  static std::size_t describe_task(const Task* task, char* buf, std::size_t size) noexcept;
   Result<void> sleep(Invocation& inv, absl::Duration d);
   Result<void> yield(Invocation& inv);
   [[nodiscard]] Result<void> check(const Invocation& inv) const;
@@ -175,6 +201,9 @@ class EngineCore final {
   void shutdown_impl(std::int64_t drain_ns, std::optional<std::int64_t> until,
                      std::string_view reason);
   Result<void> validate(std::string_view name, const FunctionConfig& c) const;
+  // provisioned_concurrency needs instances and fits in reserved_concurrency.
+  Result<void> check_provisioned(std::string_view name, const FunctionConfig& c,
+                                 bool has_instances) const;
   // Reservations (config_mu_ held).
   Result<void> check_reservation(std::string_view name, std::int64_t reserve,
                                  std::int64_t reserved_elsewhere) const;
@@ -192,13 +221,29 @@ class EngineCore final {
   [[gnu::cold]] Error shutting_down_error(const FunctionRecord& fn) const;
   [[gnu::cold]] tl::unexpected<Error> handler_threw(const FunctionRecord& fn);
 
-  [[gnu::always_inline]] inline Result<std::string> run_inline(FunctionRecord* fn,
-                                                               std::string_view payload,
-                                                               TypedCall* typed,
-                                                               const InvokeOptions& options,
-                                                               Invocation* parent, Fiber* self);
+  [[gnu::always_inline]] inline Result<std::string> run_inline(
+      FunctionRecord* fn, std::string_view payload, TypedCall* typed, const InvokeOptions& options,
+      Invocation* parent, Fiber* self, Instance* instance);
   Result<std::string> run_pooled(FunctionRecord* fn, std::string_view payload, TypedCall* typed,
-                                 const InvokeOptions& options, Invocation* parent, Fiber* self);
+                                 const InvokeOptions& options, Invocation* parent, Fiber* self,
+                                 Instance* instance);
+  // ---- Execution environments on the invoke path (environments.cpp) ----
+  // Admission of a stateful function: a warm instance, kNewInstance (the scale-up guard let a
+  // new one be made), or nullptr after a scale-up throttle (then *error says so).
+  [[gnu::cold]] Instance* admit_instance(FunctionRecord* fn, Error* error);
+  [[gnu::cold]] Error scale_up_throttled(FunctionRecord* fn);
+  // On the fiber: takes or makes the instance (a cold start runs init here), runs the handler
+  // with it, and checks its memory. inv.instance is then the instance to give back (or null).
+  Outcome call_with_instance(Invocation& inv);
+  // After the outcome is final: the instance goes back warm, or is discarded after a timeout,
+  // a throw or running out of memory.
+  void return_instance(Invocation& inv, Outcome outcome, std::int64_t now);
+  [[gnu::cold]] void discard_instance(Invocation& inv, Instance* inst, Outcome outcome);
+  [[gnu::cold]] void cold_start(Invocation& inv);
+  // A stateless invocation that used Context::memory(): kOutOfMemory if it went past its limit.
+  [[gnu::cold]] Outcome end_memory(Invocation& inv, Outcome outcome);
+  // An instance handed out but never used (no fiber could be had).
+  void unused_instance(Invocation& inv) noexcept;
   std::int64_t deadline_for(const FunctionRecord& fn, const InvokeOptions& options,
                             const Invocation* parent, std::int64_t now, std::int64_t slack,
                             std::int64_t* timeout_ns) const noexcept;
@@ -322,7 +367,7 @@ class EngineCore final {
   [[gnu::cold, gnu::noinline]] void observe_end(Invocation& inv, std::int64_t end, Outcome outcome,
                                                 const Error* caller_error);
   // The cold start of fn's version, if nobody took it yet (its Init Duration is counted then).
-  [[gnu::cold]] bool take_cold(FunctionRecord* fn) noexcept;
+  [[gnu::cold]] bool take_cold(FunctionRecord* fn, std::int64_t* init_ns) noexcept;
   const Error* error_of(const Invocation& inv) const noexcept;
   void record_span(const Invocation& inv, std::int64_t end, const Error* error);
 
@@ -336,6 +381,8 @@ class EngineCore final {
   Engine* engine_ = nullptr;
   const std::uint64_t request_nonce_;
   TimeSource time_;
+  EnvShared env_shared_;
+  std::vector<FunctionEnv*> envs_;  // guarded by config_mu_: every environment published
   Registry registry_;
   ConcurrencyGate unreserved_;
   mutable std::mutex config_mu_;         // serialises registration (reservations); guards gates_

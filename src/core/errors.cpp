@@ -35,6 +35,10 @@ std::string_view error_code_name(ErrorCode code) noexcept {
       return "Internal";
     case ErrorCode::kPluginInvalid:
       return "PluginInvalid";
+    case ErrorCode::kInitFailed:
+      return "InitFailed";
+    case ErrorCode::kOutOfMemory:
+      return "OutOfMemory";
   }
   return "Unknown";
 }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,10 @@
 namespace ember::detail {
 
 struct PendingCall;
+
+// Invocation::instance before the invocation starts: no warm instance was idle at admission,
+// and the scale-up guard allowed a new one (made on the fiber, before the handler).
+inline Instance* const kNewInstance = reinterpret_cast<Instance*>(alignof(Instance));
 
 // Invocation::observe bits.
 inline constexpr std::uint8_t kObserveLogs = 1;    // START/END/REPORT lines
@@ -53,10 +58,19 @@ struct Invocation : Task {
   // Caller gave up (pool timeout, shutdown): the handler sees cancelled().
   std::atomic<bool> abandoned{false};
   // Metrics and observation.
-  std::int64_t start_ns = 0;      // when the handler started (engine time)
-  MetricShard* shard = nullptr;   // inline: this thread's shard of the function, if metrics on
-  std::uint8_t observe = 0;       // kObserve* bits: the slow path at start and end
-  bool cold = false;              // the cold start of its version
+  std::int64_t start_ns = 0;     // when the handler started (engine time)
+  MetricShard* shard = nullptr;  // inline: this thread's shard of the function, if metrics on
+  std::uint8_t observe = 0;      // kObserve* bits: the slow path at start and end
+  bool cold = false;             // a cold start (its version's first run, or a new instance)
+  bool restored = false;         // the cold start cloned its instance from a snapshot
+  bool threw = false;            // the handler threw (its instance, if any, is discarded)
+  // Execution environment: the instance serving it (functions with a Lifecycle; kNewInstance
+  // until it is made), its Init Duration on a cold start, and the memory resource of
+  // Context::memory() (the instance's, or own_memory made on first use for a stateless one).
+  Instance* instance = nullptr;
+  std::int64_t init_ns = 0;
+  BoundedResource* memory = nullptr;
+  std::optional<BoundedResource> own_memory;
   std::uint64_t parent_span = 0;  // traced: the parent span (0 for a root)
   TraceContext trace;             // traced: its trace and own span id; sampled: recorded
   mutable char request_id[37];    // formatted on first use; [0] == 0 until then

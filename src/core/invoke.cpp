@@ -171,10 +171,24 @@ inline Result<std::string> EngineCore::invoke_impl(FunctionHandle handle, std::s
       return tl::unexpected<Error>(shutting_down_error(*fn));
     }
   }
-  if (options.dispatch.value_or(fn->config.dispatch) == Dispatch::kInline) [[likely]] {
-    return run_inline(fn, payload, typed, options, parent, self);
+  Instance* instance = nullptr;
+  if (fn->env != nullptr) [[unlikely]] {
+    // A stateful function: a warm instance, or leave to make a new one. The scale-up guard
+    // refuses here, before the invocation counts.
+    instance = fn->env->take();
+    if (instance == nullptr) {
+      Error error;
+      instance = admit_instance(fn, &error);
+      if (instance == nullptr) {
+        release_slot(fn);
+        return tl::unexpected<Error>(std::move(error));
+      }
+    }
   }
-  return run_pooled(fn, payload, typed, options, parent, self);
+  if (options.dispatch.value_or(fn->config.dispatch) == Dispatch::kInline) [[likely]] {
+    return run_inline(fn, payload, typed, options, parent, self, instance);
+  }
+  return run_pooled(fn, payload, typed, options, parent, self, instance);
 }
 
 Error EngineCore::shutting_down_error(const FunctionRecord& fn) const {
@@ -183,11 +197,13 @@ Error EngineCore::shutting_down_error(const FunctionRecord& fn) const {
 
 inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::string_view payload,
                                                   TypedCall* typed, const InvokeOptions& options,
-                                                  Invocation* parent, Fiber* self) {
+                                                  Invocation* parent, Fiber* self,
+                                                  Instance* instance) {
   Result<std::string> out;  // the caller's return value: the handler constructs into it
   Invocation inv;
   inv.run = &EngineCore::run_task;
   inv.abandon = &EngineCore::abandon_task;
+  inv.describe = &EngineCore::describe_task;
   inv.stack_size = fn->stack_size;
   inv.core = this;
   inv.fn = fn;
@@ -201,6 +217,7 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
   inv.typed = typed;
   inv.client_context = options.client_context;
   inv.out = &out;
+  inv.instance = instance;
   inv.request_id[0] = '\0';
   // Metrics: this thread's shard, written again when the handler returns (same thread).
   inv.shard = metric_shard(fn);
@@ -213,6 +230,7 @@ inline Result<std::string> EngineCore::run_inline(FunctionRecord* fn, std::strin
 
   Fiber* f = scheduler_->acquire_fiber(fn->stack_size);
   if (f == nullptr) [[unlikely]] {
+    unused_instance(inv);
     count_end_any(fn, Outcome::kError, false, -1);
     release_slot(fn);
     return fail(ErrorCode::kInternal,
@@ -271,10 +289,16 @@ void EngineCore::run_task(Task* t) {
         inv.start_ns = start;
         // The first invocation of a freshly initialised version to run is its cold start.
         if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
-          inv.cold = core.take_cold(fn);
+          inv.cold = core.take_cold(fn, &inv.init_ns);
         if (inv.observe != 0) [[unlikely]]
           core.observe_start(inv);
-        outcome = core.call_handler(inv);
+        if (fn->env == nullptr) [[likely]] {
+          outcome = core.call_handler(inv);
+          if (inv.memory != nullptr) [[unlikely]]
+            outcome = core.end_memory(inv, outcome);
+        } else {
+          outcome = core.call_with_instance(inv);
+        }
         duration = core.time_.now() - start;
       }
     }
@@ -298,16 +322,32 @@ void EngineCore::run_task(Task* t) {
       if (run && (released & kReleasedTimeout) != 0)
         core.count(fn, [](MetricShard& m) { m.overruns.add(); });
     }
+    if (inv.instance != nullptr) [[unlikely]] {
+      // An instance that served no handler (released or timed out before it started) is
+      // not to blame: it goes back warm.
+      const Outcome served = duration < 0                         ? Outcome::kOk
+                             : (released & kReleasedTimeout) != 0 ? Outcome::kTimeout
+                                                                  : outcome;
+      core.return_instance(inv, served,
+                           duration >= 0 ? inv.start_ns + duration : core.time_.now_coarse());
+    }
     core.count_end_any(fn, outcome, inv.cold, duration);
     core.release_slot(fn);
     core.finish_pooled(pc, run, released);
     return;
   }
   if (fn->cold.load(std::memory_order_relaxed)) [[unlikely]]
-    inv.cold = core.take_cold(fn);
+    inv.cold = core.take_cold(fn, &inv.init_ns);
   if (inv.observe != 0) [[unlikely]]
     core.observe_start(inv);
-  Outcome outcome = core.call_handler(inv);
+  Outcome outcome;
+  if (fn->env == nullptr) [[likely]] {
+    outcome = core.call_handler(inv);
+    if (inv.memory != nullptr) [[unlikely]]
+      outcome = core.end_memory(inv, outcome);
+  } else {
+    outcome = core.call_with_instance(inv);
+  }
   // Clock read 2 of 2: the end of the Duration metric, and the overrun check: a handler that
   // returned past its deadline without reaching a suspension point (so it did not see the
   // timeout itself) overran; its caller gets kTimeout, as Lambda's would.
@@ -319,6 +359,9 @@ void EngineCore::run_task(Task* t) {
   }
   if (inv.observe != 0) [[unlikely]]
     core.observe_end(inv, end, outcome, nullptr);
+  // The instance goes back before the slot: whoever the slot admits next finds it warm.
+  if (inv.instance != nullptr) [[unlikely]]
+    core.return_instance(inv, outcome, end);
   core.release_slot(fn);
   // After the slot's locked release, which would otherwise wait for these stores (and so for
   // the clock read their bucket's address depends on). The caller is still inside invoke().
@@ -339,6 +382,7 @@ void EngineCore::abandon_task(Task* t) {
   core.set_error(inv, Error{ErrorCode::kInternal,
                             cat("function '", inv.fn->name, "': could not map a fiber stack")});
   FunctionRecord* fn = inv.fn;
+  core.unused_instance(inv);
   if (inv.pending == nullptr) {
     core.count_end_any(fn, Outcome::kError, false, -1);
     core.release_slot(fn);
@@ -390,6 +434,7 @@ EngineCore::Outcome EngineCore::call_handler(Invocation& inv) {
       throw;  // a fiber being unwound: never swallow it
     } catch (...) {
       ::new (static_cast<void*>(out)) Result<std::string>(handler_threw(fn));
+      inv.threw = true;
       return Outcome::kError;
     }
     if (!out->has_value()) [[unlikely]] {
@@ -412,12 +457,61 @@ EngineCore::Outcome EngineCore::call_handler(Invocation& inv) {
     throw;
   } catch (...) {
     set_error(inv, handler_threw(fn).value());
+    inv.threw = true;
     return Outcome::kError;
   }
   const Error* e = inv.typed->error_of(inv.typed->out);
   if (e == nullptr) [[likely]]
     return Outcome::kOk;
   return handler_failed(inv, *e);
+}
+
+// ---- execution environments: the warm path (the rest is in environments.cpp) ----
+
+EngineCore::Outcome EngineCore::call_with_instance(Invocation& inv) {
+  FunctionRecord* fn = inv.fn;
+  FunctionEnv& env = *fn->env;
+  if (inv.instance == nullptr) [[unlikely]] {
+    // An async invocation: its instance is taken when it starts, not when it was queued.
+    inv.instance = env.take();
+    if (inv.instance == nullptr) {
+      Error error;
+      inv.instance = admit_instance(fn, &error);
+      if (inv.instance == nullptr) {
+        set_error(inv, std::move(error));
+        return Outcome::kError;
+      }
+    }
+  }
+  if (inv.instance == kNewInstance) [[unlikely]] {
+    cold_start(inv);
+    if (inv.instance == nullptr) return Outcome::kError;  // init failed: the error is set
+  }
+  Instance* inst = inv.instance;
+  if (metrics_ && (inst->provisioned.load(std::memory_order_relaxed) ||
+                   env.provisioned_target() > 0)) [[unlikely]] {
+    const bool provisioned = inst->provisioned.load(std::memory_order_relaxed);
+    count(fn, [&](MetricShard& s) { (provisioned ? s.provisioned : s.spillover).add(); });
+  }
+  inst->memory.reset_peak();
+  inv.memory = &inst->memory;
+  Outcome outcome = call_handler(inv);
+  if (inst->memory.exceeded()) [[unlikely]]
+    outcome = end_memory(inv, outcome);
+  return outcome;
+}
+
+void EngineCore::return_instance(Invocation& inv, Outcome outcome, std::int64_t now) {
+  Instance* inst = inv.instance;
+  inv.instance = nullptr;
+  inv.memory = nullptr;
+  if (inst == kNewInstance) [[unlikely]]
+    return;  // never made
+  if (outcome == Outcome::kTimeout || inv.threw || inst->memory.exceeded()) [[unlikely]] {
+    discard_instance(inv, inst, outcome);
+    return;
+  }
+  inst->env->put(inst, now);
 }
 
 EngineCore::Outcome EngineCore::handler_failed(const Invocation& inv, const Error& error) {
@@ -465,6 +559,7 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.out = &pc->result;
   inv.run = &EngineCore::run_task;
   inv.abandon = &EngineCore::abandon_task;
+  inv.describe = &EngineCore::describe_task;
   inv.stack_size = fn->stack_size;
   inv.core = this;
   inv.fn = fn;
@@ -481,6 +576,12 @@ PendingCall* EngineCore::acquire_call(FunctionRecord* fn, int refs) {
   inv.shard = nullptr;
   inv.observe = 0;
   inv.cold = false;
+  inv.restored = false;
+  inv.threw = false;
+  inv.instance = nullptr;
+  inv.init_ns = 0;
+  inv.memory = nullptr;
+  inv.own_memory.reset();
   // A new generation; the watched deadline is cleared before it is published (see on_overdue).
   inv.watch_deadline.store(kNever, std::memory_order_relaxed);
   const std::uint64_t generation =
@@ -620,9 +721,10 @@ void EngineCore::finish_pooled(PendingCall* pc, bool ran, std::uint64_t released
 
 Result<std::string> EngineCore::run_pooled(FunctionRecord* fn, std::string_view payload,
                                            TypedCall* typed, const InvokeOptions& options,
-                                           Invocation* parent, Fiber* self) {
+                                           Invocation* parent, Fiber* self, Instance* instance) {
   PendingCall* pc = acquire_call(fn, 2);  // the caller's side and the handler's side
   Invocation& inv = pc->inv;
+  inv.instance = instance;
   inv.parent = parent;
   inv.depth = parent != nullptr ? parent->depth + 1 : 0;
   count_started(fn);

@@ -9,6 +9,8 @@
 
 #include "core/engine_core.hpp"
 #include "core/str_cat.hpp"
+#include "env/scratch.hpp"
+#include "sched/stack_guard.hpp"
 
 namespace ember::detail {
 
@@ -183,8 +185,9 @@ void EngineCore::set_cold(FunctionRecord* record, std::int64_t init_ns) noexcept
   record->cold.store(true, std::memory_order_release);
 }
 
-bool EngineCore::take_cold(FunctionRecord* fn) noexcept {
+bool EngineCore::take_cold(FunctionRecord* fn, std::int64_t* init_ns) noexcept {
   if (!fn->cold.exchange(false, std::memory_order_relaxed)) return false;
+  *init_ns = fn->init_ns;
   if (metrics_)
     fn->stats->record_init(static_cast<std::uint64_t>(std::max<std::int64_t>(0, fn->init_ns)));
   return true;
@@ -213,12 +216,6 @@ std::uint64_t nonzero_random() noexcept {
   do r = next_random();
   while (r == 0);
   return r;
-}
-
-int max_memory_used_mb() noexcept {
-  rusage u{};
-  if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
-  return static_cast<int>((u.ru_maxrss + 1023) / 1024);  // ru_maxrss is in KiB
 }
 
 }  // namespace
@@ -262,6 +259,8 @@ void EngineCore::prepare_observed(Invocation& inv, const TraceContext& in,
 
 void EngineCore::observe_start(Invocation& inv) {
   if ((inv.observe & (kObserveLogs | kObserveEvents)) == 0) return;
+  // For Max Memory Used: the stack's high-water mark is read back in observe_end.
+  paint_stack_below_here();
   char rid[37];
   format_request_id(inv, rid);
   const std::string_view request_id(rid, 36);
@@ -305,8 +304,23 @@ void EngineCore::observe_end(Invocation& inv, std::int64_t end, Outcome outcome,
   report.duration_ns = duration;
   report.billed_duration_ms = std::max<std::int64_t>(1, (duration + 999'999) / 1'000'000);
   report.memory_size_mb = fn.config.memory_mb;
-  report.max_memory_used_mb = max_memory_used_mb();
-  if (inv.cold) report.init_duration_ns = fn.init_ns;
+  // Max Memory Used: what the invocation's memory resource held at most, plus how deep its
+  // fiber stack went (painted at observe_start).
+  const std::int64_t used = static_cast<std::int64_t>(
+      (inv.memory != nullptr ? inv.memory->peak() : 0) + stack_high_water());
+  report.max_memory_used_bytes = used;
+  report.max_memory_used_mb = static_cast<int>((used + (1 << 20) - 1) >> 20);
+  if (metrics_) fn.stats->note_memory_used(used);
+  if (inv.cold) {
+    if (inv.restored) {
+      report.restore_duration_ns = inv.init_ns;
+    } else {
+      report.init_duration_ns = inv.init_ns;
+    }
+  }
+  if (inv.instance != nullptr && inv.instance != kNewInstance && !inv.instance->scratch.empty())
+    report.scratch_used_bytes =
+        static_cast<std::int64_t>(scratch_bytes_used(inv.instance->scratch));
   if ((inv.observe & kObserveLogs) != 0) {
     log(LogLevel::kInfo, fn.name, request_id, {}, LogKind::kEnd, fn.version);
     log(LogLevel::kInfo, fn.name, request_id, {}, LogKind::kReport, fn.version, &report);
@@ -424,6 +438,7 @@ MetricsSnapshot EngineCore::metrics() const {
     f.init_duration = to_public(c.init_duration);
     f.provisioned_invocations = c.provisioned;
     f.provisioned_spillover_invocations = c.spillover;
+    f.max_memory_used_bytes = e->stats->max_memory_used.load(std::memory_order_relaxed);
     std::int64_t queued = 0;
     for (const FunctionRecord* r : e->versions) queued += r->queued.load(std::memory_order_relaxed);
     f.async_queue_depth = queued;
@@ -442,6 +457,7 @@ MetricsSnapshot EngineCore::metrics() const {
     t.cold_starts += f.cold_starts;
     t.provisioned_invocations += f.provisioned_invocations;
     t.provisioned_spillover_invocations += f.provisioned_spillover_invocations;
+    t.max_memory_used_bytes = std::max(t.max_memory_used_bytes, f.max_memory_used_bytes);
     t.async_queue_depth += f.async_queue_depth;
     t.async_events_dropped += f.async_events_dropped;
     t.dead_letter_errors += f.dead_letter_errors;

@@ -33,6 +33,7 @@
 #include "core/stats.hpp"
 #include "ember/function.hpp"
 #include "ember/options.hpp"
+#include "env/function_env.hpp"
 
 namespace ember::detail {
 
@@ -59,6 +60,10 @@ struct FunctionRecord {
   ConcurrencyGate* gate = nullptr;  // the entry's reserved gate or the engine's unreserved one
   std::atomic<int> queued{0};       // async invokes waiting for a slot
   bool typed_flag = false;          // == static_cast<bool>(typed.call)
+  // The version's instances, for a function with a Lifecycle (a plugin function with init);
+  // null for a stateless one, which then skips every step of the environment.
+  FunctionEnv* env = nullptr;
+  std::unique_ptr<FunctionEnv> env_owned;
   // Plugin versions: each invocation pins the record (pins) so that its module stays loaded
   // until the last one returns. Null for registered C++ functions (nothing to pin).
   CodeOwner* code = nullptr;

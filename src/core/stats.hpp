@@ -130,6 +130,13 @@ class FunctionStats final {
 
   // Handlers past their deadline whose callers were released, still running (cold path).
   std::atomic<std::int64_t> running_overruns{0};
+  // The most memory a measured invocation used (REPORT lines: report_logs), bytes.
+  std::atomic<std::int64_t> max_memory_used{0};
+  void note_memory_used(std::int64_t bytes) noexcept {
+    std::int64_t seen = max_memory_used.load(std::memory_order_relaxed);
+    while (bytes > seen && !max_memory_used.compare_exchange_weak(seen, bytes)) {
+    }
+  }
 
  private:
   MetricShard* make_shard(int slot);

@@ -31,6 +31,10 @@ Engine::Engine(EngineOptions options)
       plugins_(std::make_unique<detail::PluginHost>(*core_)) {
   core_->set_engine(this);
   timers_ = std::make_unique<detail::EventTimers>(core_->time());
+  // Idle instances are reaped on the events' timer thread (on the engine's clock).
+  core_->set_reaper([this](detail::FunctionEnv* env, std::int64_t when) {
+    timers_->at(when, [this, env] { env->reap(core_->time().now()); });
+  });
   events_ = std::make_unique<detail::EventDispatcher>(*core_, *this, *timers_);
   schedules_ = std::make_unique<detail::ScheduleTable>(*core_, *events_, *timers_);
   mappings_ = std::make_unique<detail::QueueMappings>(*core_, *events_, *timers_);
@@ -66,9 +70,23 @@ Result<FunctionHandle> Engine::register_function(std::string_view name, Function
   return core_->register_function(name, std::move(config), std::move(handler), {});
 }
 
+Result<FunctionHandle> Engine::register_function(std::string_view name, FunctionConfig config,
+                                                 Lifecycle lifecycle, BytesHandler handler) {
+  return core_->register_function(name, std::move(config), std::move(handler), {}, &lifecycle);
+}
+
 Result<FunctionHandle> Engine::register_typed(std::string_view name, FunctionConfig config,
-                                              detail::TypedHandler handler) {
-  return core_->register_function(name, std::move(config), {}, std::move(handler));
+                                              detail::TypedHandler handler,
+                                              const Lifecycle* lifecycle) {
+  return core_->register_function(name, std::move(config), {}, std::move(handler), lifecycle);
+}
+
+Result<void> Engine::set_provisioned_concurrency(std::string_view function, int n) {
+  return core_->set_provisioned_concurrency(function, n);
+}
+
+Result<InstanceStats> Engine::instance_stats(std::string_view function) const {
+  return core_->instance_stats(function);
 }
 
 Result<FunctionHandle> Engine::function(std::string_view name) const { return core_->find(name); }

@@ -104,6 +104,16 @@ std::string text_line(const LogRecord& r) {
           append_text_ms(out, *m.init_duration_ns);
           out += " ms";
         }
+        if (m.restore_duration_ns.has_value()) {  // SnapStart's name for it
+          out += "\tRestore Duration: ";
+          append_text_ms(out, *m.restore_duration_ns);
+          out += " ms";
+        }
+        if (m.scratch_used_bytes.has_value()) {
+          out += "\tScratch Used: ";
+          append_int(out, (*m.scratch_used_bytes + 1023) / 1024);
+          out += " KB";
+        }
       }
       return out;
     case LogKind::kHandler:
@@ -160,6 +170,14 @@ std::string json_line(const LogRecord& r) {
         if (m.init_duration_ns.has_value()) {
           out += ",\"initDurationMs\":";
           append_json_ms(out, *m.init_duration_ns);
+        }
+        if (m.restore_duration_ns.has_value()) {
+          out += ",\"restoreDurationMs\":";
+          append_json_ms(out, *m.restore_duration_ns);
+        }
+        if (m.scratch_used_bytes.has_value()) {
+          out += ",\"scratchUsedBytes\":";
+          append_int(out, *m.scratch_used_bytes);
         }
         out += '}';
       }

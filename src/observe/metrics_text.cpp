@@ -101,6 +101,8 @@ std::string_view throttle_reason_name(ThrottleReason reason) noexcept {
       return "unreserved_concurrency";
     case ThrottleReason::kQueueFull:
       return "queue_full";
+    case ThrottleReason::kScaleUp:
+      return "scale_up";
   }
   return "unknown";  // not an enumerator: a value cast from an integer
 }
@@ -125,7 +127,8 @@ std::string metrics_text(const MetricsSnapshot& s) {
   static constexpr std::string_view kThrottlesHelp =
       "Throttles (Lambda: Throttles): invokes refused, by reason: the function's reserved "
       "concurrency in use (reserved_concurrency), the engine's unreserved pool in use "
-      "(unreserved_concurrency), or the function's async queue full (queue_full).";
+      "(unreserved_concurrency), the function's async queue full (queue_full), or no idle "
+      "instance and the scale-up limit reached (scale_up).";
   for (const FunctionMetrics& f : s.functions) {
     for (int r = 0; r < kThrottleReasons; ++r) {
       const auto reason = static_cast<ThrottleReason>(r);
@@ -166,7 +169,8 @@ std::string metrics_text(const MetricsSnapshot& s) {
         [](const FunctionMetrics& f) { return f.reserved_concurrency; });
   counter("ember_cold_starts_total",
           "Cold starts (Lambda: none; the REPORT lines that carry an Init Duration): "
-          "invocations that were the first of a freshly initialised version.",
+          "invocations that made a new instance (init or snapshot clone), or were the first of "
+          "a freshly loaded plugin version.",
           [](const FunctionMetrics& f) { return f.cold_starts; });
   per_function_histogram(text, s, "ember_init_duration_seconds",
                          with_tail("Init duration (Lambda: the REPORT line's Init Duration): how "
@@ -181,6 +185,11 @@ std::string metrics_text(const MetricsSnapshot& s) {
           "ProvisionedConcurrencySpilloverInvocations): invocations that found every "
           "provisioned environment busy and ran on an on-demand one.",
           [](const FunctionMetrics& f) { return f.provisioned_spillover_invocations; });
+  gauge("ember_max_memory_used_bytes",
+        "Max memory used (Lambda: the REPORT line's Max Memory Used, in MB there): the most "
+        "one measured invocation used, memory resource peak plus fiber stack high-water mark; "
+        "measured only for invocations that write REPORT lines.",
+        [](const FunctionMetrics& f) { return f.max_memory_used_bytes; });
   gauge("ember_async_queue_depth",
         "Async queue depth (Lambda: none; its event queue is not visible): async invokes "
         "waiting for a concurrency slot now.",

@@ -140,7 +140,7 @@ struct Fixture {
     q.function = "pricing.quote";
     q.invocations = 120;
     q.errors = 7;
-    q.throttles_by_reason = {4, 0, 2};
+    q.throttles_by_reason = {4, 0, 2, 5};
     q.timeouts = 3;
     q.overruns = 1;
     q.running_overruns = 1;
@@ -152,6 +152,7 @@ struct Fixture {
     q.init_duration = histogram_of(quote_init);
     q.provisioned_invocations = 50;
     q.provisioned_spillover_invocations = 5;
+    q.max_memory_used_bytes = 3 << 20;
     q.async_queue_depth = 4;
     q.async_event_age = histogram_of(quote_age);
     q.async_events_dropped = 2;
@@ -162,7 +163,7 @@ struct Fixture {
     r.function = "resize";
     r.invocations = 9;
     r.errors = 1;
-    r.throttles_by_reason = {0, 11, 0};
+    r.throttles_by_reason = {0, 11, 0, 0};
     r.duration = histogram_of(resize_duration);
     r.concurrent_executions = 2;
     r.async_event_age = histogram_of(resize_age);
@@ -208,6 +209,7 @@ constexpr FamilySpec kFamilies[] = {
      "(Lambda: ProvisionedConcurrencyInvocations)"},
     {"ember_provisioned_concurrency_spillover_invocations_total", "counter",
      "(Lambda: ProvisionedConcurrencySpilloverInvocations)"},
+    {"ember_max_memory_used_bytes", "gauge", "(Lambda: the REPORT line's Max Memory Used"},
     {"ember_async_queue_depth", "gauge", "(Lambda: none;"},
     {"ember_async_event_age_seconds", "histogram", "(Lambda: AsyncEventAge,"},
     {"ember_async_events_dropped_total", "counter", "(Lambda: AsyncEventsDropped)"},
@@ -271,8 +273,10 @@ TEST(MetricsTextTest, EverySeriesHasItsExactValue) {
   };
   both("ember_invocations_total", 120, 9);
   both("ember_errors_total", 7, 1);
-  const std::pair<const char*, double> throttles[] = {
-      {"reserved_concurrency", 4}, {"unreserved_concurrency", 0}, {"queue_full", 2}};
+  const std::pair<const char*, double> throttles[] = {{"reserved_concurrency", 4},
+                                                      {"unreserved_concurrency", 0},
+                                                      {"queue_full", 2},
+                                                      {"scale_up", 5}};
   for (const auto& [reason, n] : throttles) {
     want.add("ember_throttles_total", {{"function", "pricing.quote"}, {"reason", reason}}, n);
   }
@@ -281,6 +285,7 @@ TEST(MetricsTextTest, EverySeriesHasItsExactValue) {
   want.add("ember_throttles_total", {{"function", "resize"}, {"reason", "unreserved_concurrency"}},
            11);
   want.add("ember_throttles_total", {{"function", "resize"}, {"reason", "queue_full"}}, 0);
+  want.add("ember_throttles_total", {{"function", "resize"}, {"reason", "scale_up"}}, 0);
   both("ember_timeouts_total", 3, 0);
   both("ember_overruns_total", 1, 0);
   both("ember_running_overruns", 1, 0);
@@ -295,6 +300,7 @@ TEST(MetricsTextTest, EverySeriesHasItsExactValue) {
   want.add_histogram("ember_init_duration_seconds", "resize", {});
   both("ember_provisioned_concurrency_invocations_total", 50, 0);
   both("ember_provisioned_concurrency_spillover_invocations_total", 5, 0);
+  both("ember_max_memory_used_bytes", 3 << 20, 0);
   both("ember_async_queue_depth", 4, 0);
   want.add_histogram("ember_async_event_age_seconds", "pricing.quote", fx.quote_age);
   want.add_histogram("ember_async_event_age_seconds", "resize", fx.resize_age);
@@ -326,8 +332,8 @@ TEST(MetricsTextTest, EverySeriesHasItsExactValue) {
   EXPECT_EQ(got.size(), want.values().size());
   // 19 function families (13 scalars with a series per function, two with one series, the
   // throttles with six, 3 histograms of 29 lines per function) and 8 engine families:
-  // 13 * 2 + 2 + 6 + 3 * 2 * 29 + 8 = 216 samples.
-  EXPECT_EQ(got.size(), 216u);
+  // 14 * 2 + 2 + 8 + 3 * 2 * 29 + 8 = 220 samples.
+  EXPECT_EQ(got.size(), 220u);
 }
 
 TEST(MetricsTextTest, FamiliesComeInTheDocumentedOrderWithLambdaNamesInTheirHelp) {
@@ -474,7 +480,7 @@ TEST(MetricsTextTest, FunctionNamesRoundTripThroughLabelEscaping) {
   const auto* throttles = e.family("ember_throttles_total");
   ASSERT_NE(throttles, nullptr);
   EXPECT_EQ(throttles->samples.size(), names.size() * kThrottleReasons);
-  EXPECT_EQ(throttles->samples[3].label("function"), names[1]);
+  EXPECT_EQ(throttles->samples[kThrottleReasons].label("function"), names[1]);
 }
 
 TEST(MetricsTextTest, ADuplicatedFunctionKeepsItsFirstSeriesAndTheTextValid) {
@@ -493,6 +499,7 @@ TEST(MetricsTextTest, ThrottleReasonsHaveTheirLabelNames) {
   EXPECT_EQ(throttle_reason_name(ThrottleReason::kReservedConcurrency), "reserved_concurrency");
   EXPECT_EQ(throttle_reason_name(ThrottleReason::kUnreservedConcurrency), "unreserved_concurrency");
   EXPECT_EQ(throttle_reason_name(ThrottleReason::kQueueFull), "queue_full");
+  EXPECT_EQ(throttle_reason_name(ThrottleReason::kScaleUp), "scale_up");
   EXPECT_EQ(throttle_reason_name(static_cast<ThrottleReason>(kThrottleReasons)), "unknown");
 }
 
