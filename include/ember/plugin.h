@@ -73,7 +73,9 @@ enum {
   EMBER_ERR_SHUTTING_DOWN = 11,
   EMBER_ERR_NOT_IN_HANDLER = 12,
   EMBER_ERR_INTERNAL = 13,
-  EMBER_ERR_PLUGIN_INVALID = 14
+  EMBER_ERR_PLUGIN_INVALID = 14,
+  EMBER_ERR_INIT_FAILED = 15,
+  EMBER_ERR_OUT_OF_MEMORY = 16
 };
 
 /* One running invocation, as the host sees it. Opaque; valid only during the handler call it
@@ -131,7 +133,8 @@ typedef struct ember_call {
   const ember_host_api* host;
   ember_context* context;
   ember_plugin_ref* plugin;
-  void* instance; /* what the function's init stored (NULL without init) */
+  void* instance; /* the state of the instance serving this call, as the function's init
+                   * stored it (NULL without init); no other call uses it meanwhile */
   const char* payload;
   size_t payload_size;
 } ember_call;
@@ -141,7 +144,8 @@ typedef struct ember_call {
  * longjmp across this boundary. */
 typedef int (*ember_handler_fn)(const ember_call* call);
 
-/* What a function's init gets: where to put its instance state and why it failed. */
+/* What a function's init gets: where to put one instance's state and why it failed. Valid
+ * during the init call only. */
 typedef struct ember_init_args {
   uint32_t struct_size;
   const ember_host_api* host;
@@ -157,12 +161,22 @@ typedef struct ember_function_desc {
   uint32_t struct_size;     /* sizeof(ember_function_desc) */
   const char* name;         /* 1-64 of [A-Za-z0-9._-], unique in the engine */
   ember_handler_fn handler; /* required */
-  /* Optional: builds the instance (state) before the function serves its first invocation;
-   * 0 on success. Runs on the thread that loads the plugin. One instance serves every
-   * invocation of this loaded version, concurrently: it must be thread-safe. An init that
-   * fails releases what it made itself (shutdown is not called for it). */
+  /* Optional: builds one instance (its state, stored in args->instance); 0 on success. A
+   * function with init runs on instances (Lambda's execution environments): an instance
+   * serves ONE invocation at a time, so its state needs no locking, and several may exist at
+   * once, one per concurrent invocation. One is made when the plugin is loaded, to validate
+   * the version (a load or reload whose init fails is refused; the old version keeps serving),
+   * and then serves warm; more are made on demand, each a cold start of the invocation that
+   * found none idle (that invocation fails, EMBER_ERR_INIT_FAILED, if init does). An
+   * instance is reused warm; it is discarded (shut down) after an invocation on it timed out,
+   * shut down after idling past the function's idle_ttl (5 minutes by default), and shut down
+   * when its version is unloaded. init may run on any thread (the loading thread, a worker,
+   * the invoking thread), for two instances at once: what instances share (globals) must be
+   * thread-safe. An init running past the function's init_timeout (10 s by default) fails.
+   * An init that fails releases what it made itself (shutdown is not called for it). */
   int (*init)(ember_init_args* args);
-  /* Optional: releases the instance after the last invocation of this version. */
+  /* Optional: releases one instance's state; runs exactly once per instance init made, on
+   * any thread, never while the instance serves an invocation. */
   void (*shutdown)(void* instance);
   int64_t timeout_ms;           /* 0: 3000 */
   int32_t memory_mb;            /* 0: 128; else 128..10240 */

@@ -14,7 +14,7 @@
 //   struct Tally {                                  // a stateful function: one per instance
 //     explicit Tally(ember::plugin::InitContext&) {}
 //     ember::plugin::Result<std::string> add(ember::plugin::Context&, std::string_view in);
-//     long total = 0;
+//     long total = 0;                               // no lock: one invocation at a time
 //   };
 //
 //   EMBER_PLUGIN(plugin) {                          // `plugin` is an ember::plugin::Plugin&
@@ -137,7 +137,8 @@ class Context final {
   const ember_call* call_;
 };
 
-// What an instance constructor sees: the function it serves and the plugin's layers.
+// What an instance constructor sees: the function it serves and the plugin's layers. Valid
+// during the constructor only; it may run on any thread (see ember_function_desc.init).
 class InitContext final {
  public:
   explicit InitContext(ember_init_args* args) noexcept : args_(args) {}
@@ -268,9 +269,13 @@ class Plugin final {
   Plugin& version(std::string v) { return version_ = std::move(v), *this; }
 
   // A function served by F: a free function or a member function of the instance class
-  // (constructed from InitContext& or by default at init, deleted at shutdown). F must name
-  // one function with exactly the handler signature: not an overload set (a handler called
-  // `read` or `sleep` clashes with POSIX's), not noexcept.
+  // (constructed from InitContext& or by default at init, deleted at shutdown). Each instance
+  // is one object of that class serving one invocation at a time (its members need no lock);
+  // there are as many as concurrent invocations needed, made at load and on cold starts,
+  // reused warm, deleted after a timeout, after idling past idle_ttl and at unload (see
+  // ember_function_desc.init in plugin.h). F must name one function with exactly the handler
+  // signature: not an overload set (a handler called `read` or `sleep` clashes with POSIX's),
+  // not noexcept.
   template <auto F>
   Function function(std::string name) {
     ember_function_desc& d = functions_.emplace_back();

@@ -33,7 +33,8 @@ struct Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Invocations of one instance may run concurrently: the counter is atomic.
+  // An instance serves one invocation at a time, so a plain counter would do; it stays atomic
+  // so that the sample is safe to copy into code that shares state across instances.
   Result<std::string> count(Context&, std::string_view) {
     return std::to_string(calls_.fetch_add(1, std::memory_order_relaxed) + 1);
   }

@@ -488,6 +488,13 @@ EngineCore::Outcome EngineCore::call_with_instance(Invocation& inv) {
     if (inv.instance == nullptr) return Outcome::kError;  // init failed: the error is set
   }
   Instance* inst = inv.instance;
+  if (inst->unreported_init_ns >= 0) [[unlikely]] {
+    // Made ahead by a plugin load: its first invocation is the cold start that reports it.
+    inv.cold = true;
+    inv.init_ns = inst->unreported_init_ns;
+    inst->unreported_init_ns = -1;
+    if (metrics_) fn->stats->record_init(static_cast<std::uint64_t>(inv.init_ns));
+  }
   if (metrics_ && (inst->provisioned.load(std::memory_order_relaxed) ||
                    env.provisioned_target() > 0)) [[unlikely]] {
     const bool provisioned = inst->provisioned.load(std::memory_order_relaxed);

@@ -259,12 +259,24 @@ Result<void> FunctionEnv::provision_locked(int n) {
       made.push_back(std::move(*inst));
     }
     const std::int64_t now = shared_.time.now();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& m : made) {
-      m->idle_since = now;
-      idle_.push_back(m.get());
-      listed_provisioned_.fetch_add(1, std::memory_order_relaxed);
-      all_.push_back(std::move(m));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // retire() sets the flag before it empties the idle list under this lock: if it has not
+      // been seen here, the instances listed now are retired with the rest.
+      if (!retiring_.load(std::memory_order_seq_cst)) {
+        for (auto& m : made) {
+          m->idle_since = now;
+          idle_.push_back(m.get());
+          listed_provisioned_.fetch_add(1, std::memory_order_relaxed);
+          all_.push_back(std::move(m));
+        }
+        made.clear();
+      }
+    }
+    for (auto& m : made) shut_down(std::move(m), "version retired while provisioning");
+    if (retiring_.load()) {
+      return fail(ErrorCode::kNotFound,
+                  cat("function '", name_, "' version ", version_, " was retired"));
     }
   } else if (n < have) {
     // The surplus becomes on-demand: idle ones first (they are reaped after idle_ttl).
@@ -365,6 +377,7 @@ Result<void> FunctionEnv::prewarm(std::int64_t* init_ns) {
   const std::int64_t now = shared_.time.now();
   std::lock_guard<std::mutex> lock(mu_);
   (*inst)->idle_since = now;
+  (*inst)->unreported_init_ns = init_ns != nullptr ? std::max<std::int64_t>(0, *init_ns) : 0;
   idle_.push_back(inst->get());
   all_.push_back(std::move(*inst));
   return {};

@@ -44,6 +44,9 @@ struct Instance {
   BoundedResource memory;
   std::string scratch;          // "" without a scratch directory
   std::int64_t idle_since = 0;  // engine time it last went idle (written by its holder)
+  // Made ahead of any invocation (prewarm): its first invocation is the cold start that
+  // reports this init duration; -1 once reported (or for instances made otherwise).
+  std::int64_t unreported_init_ns = -1;
   std::atomic<bool> provisioned{false};
 };
 

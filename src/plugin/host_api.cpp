@@ -146,11 +146,13 @@ Result<std::string> call_plugin(Module& m, ModuleFunction& f, Context& ctx,
   // Result (which the engine constructs in the invoker's frame), never moved.
   Result<std::string> out;  // an empty response until the plugin sets one
   CallState s{&ctx, &*out, {}, false};
+  // A function with init runs on an instance of its own for this call (the engine took it
+  // warm or made it); one without has none, and skips the lookup.
   const ember_call call{sizeof(ember_call),
                         &kHostApi,
                         reinterpret_cast<ember_context*>(&s),
                         reinterpret_cast<ember_plugin_ref*>(&m),
-                        f.instance,
+                        f.init != nullptr ? ctx.instance() : nullptr,
                         payload.data(),
                         payload.size()};
   // A C++ exception that escapes the plugin (it should not) is caught by the engine where the

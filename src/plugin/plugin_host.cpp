@@ -23,6 +23,10 @@ constexpr std::size_t kFunctionDescSize =
 constexpr std::size_t kLayerDescriptorSize =
     offsetof(ember_layer_descriptor, shutdown) + sizeof(void (*)(void));
 
+// The load-time init's own error, while start_module makes a version's first instance on this
+// thread (the environment wraps it in a message made for invocations).
+thread_local Error* tls_load_init_error = nullptr;
+
 std::string describe_exception() {
   try {
     throw;
@@ -279,9 +283,59 @@ Result<PluginManifest> PluginHost::inspect(std::string_view path_view,
 std::vector<EngineCore::VersionSpec> PluginHost::specs(Module& m) {
   std::vector<EngineCore::VersionSpec> out;
   for (ModuleFunction& f : m.functions) {
-    out.push_back({f.name, f.config, plugin_handler(m, f), &m});
+    EngineCore::VersionSpec& spec = out.emplace_back();
+    spec.name = f.name;
+    spec.config = f.config;
+    spec.handler = plugin_handler(m, f);
+    spec.code = &m;
+    spec.stateful = f.init != nullptr;  // its env is made after the dry run
   }
   return out;
+}
+
+Lifecycle PluginHost::lifecycle_of(Module& m, const ModuleFunction& f, const std::string& who) {
+  Lifecycle l;
+  l.init = [this, module = &m, gate = m.hooks, init = f.init,
+            who](InitContext& ctx) -> Result<void*> {
+    std::shared_lock<std::shared_mutex> open(gate->mu);
+    if (gate->closed) return fail(ErrorCode::kInitFailed, cat(who, ": this version is unloaded"));
+    // NUL-terminated copies: the ABI passes C strings.
+    const std::string name(ctx.function_name());
+    const std::string version(ctx.function_version());
+    ember_init_args args{};
+    args.struct_size = sizeof args;
+    args.host = &host_api();
+    args.plugin = reinterpret_cast<ember_plugin_ref*>(module);
+    args.function_name = name.c_str();
+    args.function_version = version.c_str();
+    int rc = 0;
+    std::string why;
+    try {
+      LifecycleScope scope(this, module->plugin);
+      rc = init(&args);
+      args.error[sizeof args.error - 1] = '\0';
+      why = args.error;
+    } catch (...) {
+      rc = -1;
+      why = describe_exception();
+    }
+    if (rc != 0) {
+      Error e{ErrorCode::kInitFailed, cat(who, ": init of function '", name, "' failed (", rc,
+                                          "): ", why.empty() ? "no reason given" : why)};
+      if (tls_load_init_error != nullptr) *tls_load_init_error = e;
+      return tl::unexpected<Error>(std::move(e));
+    }
+    return args.instance;
+  };
+  if (f.shutdown != nullptr) {
+    l.shutdown = [this, module = &m, gate = m.hooks, shutdown = f.shutdown](void* instance) {
+      std::shared_lock<std::shared_mutex> open(gate->mu);
+      if (gate->closed) return;  // unmapped: the state stays unreleased (see HookGate)
+      LifecycleScope scope(this, module->plugin);
+      shutdown(instance);
+    };
+  }
+  return l;
 }
 
 Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::string& path) {
@@ -291,7 +345,8 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
     return tl::unexpected<Error>(ok.error());
 
   auto undo = [&](Error e) -> Result<void> {
-    shutdown_instances(m);
+    // Instances made so far are shut down while the module and its layers are still loaded.
+    for (EngineCore::VersionSpec& spec : specs) spec.env.reset();
     release_layers(m);
     close_unused_layers();
     return tl::unexpected<Error>(std::move(e));
@@ -302,46 +357,52 @@ Result<void> PluginHost::start_module(Deployment& d, Module& m, const std::strin
     (*layer)->users++;
     m.layers.push_back(*layer);
   }
-  for (ModuleFunction& f : m.functions) {
-    f.init_ns = 0;
+  for (std::size_t i = 0; i < m.functions.size(); ++i) {
+    const ModuleFunction& f = m.functions[i];
+    EngineCore::VersionSpec& spec = specs[i];
+    // Each new version's first invocation is a cold start, reporting the init it paid for
+    // (none: 0).
+    spec.init_ns = 0;
     if (f.init == nullptr) continue;
-    ember_init_args args{};
-    args.struct_size = sizeof args;
-    args.host = &host_api();
-    args.plugin = reinterpret_cast<ember_plugin_ref*>(&m);
-    args.function_name = f.name.c_str();
     const std::string version = cat(core_.next_version(f.name));
-    args.function_version = version.c_str();
-    int rc = 0;
-    std::string why;
-    core_.observe_init_start(f.name, version);
-    const std::int64_t init_start = core_.time().now();
-    try {
-      LifecycleScope scope(this, m.plugin);
-      rc = f.init(&args);
-      args.error[sizeof args.error - 1] = '\0';
-      why = args.error;
-    } catch (...) {
-      rc = -1;
-      why = describe_exception();
+    auto env = core_.make_env(f.name, version, f.config, lifecycle_of(m, f, who));
+    if (!env) {
+      return undo(Error{ErrorCode::kPluginInvalid,
+                        cat(who, ": function '", f.name, "': ", env.error().message)});
     }
-    f.init_ns = core_.time().now() - init_start;
-    if (rc != 0) {
-      Error e{ErrorCode::kPluginInvalid, cat(who, ": init of function '", f.name, "' failed (", rc,
-                                             "): ", why.empty() ? "no reason given" : why)};
-      core_.observe_init_report(f.name, version, f.init_ns, &e);
+    spec.env = std::move(*env);
+    // One instance is made now: a version whose init fails is refused (the old one keeps
+    // serving), and the one made is the first invocation's, warm.
+    std::int64_t init_ns = 0;
+    Error init_error;
+    core_.observe_init_start(f.name, version);
+    tls_load_init_error = &init_error;
+    auto made = spec.env->prewarm(&init_ns);
+    tls_load_init_error = nullptr;
+    if (!made) {
+      // The plugin's own words when its init failed; else what the environment says (an init
+      // past init_timeout, a scratch directory that could not be made).
+      Error e{ErrorCode::kPluginInvalid, init_error.message.empty()
+                                             ? cat(who, ": ", made.error().message)
+                                             : std::move(init_error.message)};
+      core_.observe_init_report(f.name, version, init_ns, &e);
       return undo(std::move(e));
     }
-    core_.observe_init_report(f.name, version, f.init_ns, nullptr);
-    f.instance = args.instance;
-    f.inited = true;
+    core_.observe_init_report(f.name, version, init_ns, nullptr);
+    // That instance's first invocation is the cold start that reports this init (the
+    // environment counts it; the version itself is not marked cold).
+    spec.init_ns.reset();
   }
-  // Each new version's first invocation is a cold start, reporting the init it paid for.
-  for (std::size_t i = 0; i < m.functions.size(); ++i) specs[i].init_ns = m.functions[i].init_ns;
   auto records = core_.publish(&d, who, specs, /*dry_run=*/false);
   if (!records) return undo(std::move(records.error()));
   m.records = *records;
-  for (std::size_t i = 0; i < m.functions.size(); ++i) m.functions[i].record = m.records[i];
+  const std::int64_t now = core_.time().now();
+  for (std::size_t i = 0; i < m.functions.size(); ++i) {
+    m.functions[i].record = m.records[i];
+    // Arms the reaper for the instance made above (nothing is due yet): it goes after idle_ttl
+    // if no invocation uses it.
+    if (m.records[i]->env != nullptr) m.records[i]->env->reap(now);
+  }
   return {};
 }
 
@@ -493,17 +554,20 @@ void PluginHost::close_unused_layers() {
 }
 
 void PluginHost::shutdown_instances(Module& m) {
-  LifecycleScope scope(this, m.plugin);
-  for (ModuleFunction& f : m.functions) {
-    if (!f.inited) continue;
-    f.inited = false;
-    if (f.shutdown != nullptr) f.shutdown(f.instance);
-    f.instance = nullptr;
+  // close_module runs once no invocation pins m, so its instances are all back, idle, and shut
+  // down here on this thread while the module is still mapped. (retire() would also shut a
+  // busy one down when its invocation gave it back.)
+  for (FunctionRecord* r : m.records) {
+    if (r->env != nullptr) r->env->retire();
   }
 }
 
 void PluginHost::close_module(std::unique_ptr<Module> m) {
   shutdown_instances(*m);
+  {
+    std::unique_lock<std::shared_mutex> close(m->hooks->mu);
+    m->hooks->closed = true;
+  }
   const std::string path = m->object->path();
   if (!m->object->close()) {
     ++pinned_;

@@ -4,9 +4,11 @@
 // Objects:
 //  - Layer: a layer's shared object, loaded once per engine on first need, counted by the
 //    modules that use it, unloaded after the last.
-//  - Module: one loaded version of a plugin (its shared object, validated functions, their
-//    instances, the records it published). Invocations pin its records; it is closed when no
-//    route leads to any of them and none is pinned.
+//  - Module: one loaded version of a plugin (its shared object, validated functions, the
+//    records it published). A function with init runs on instances (execution environments,
+//    src/env/): its record owns a FunctionEnv whose Lifecycle calls the plugin's init and
+//    shutdown. Invocations pin its records; it is closed when no route leads to any of them
+//    and none is pinned, after its environments are retired (every instance shut down).
 //  - Deployment: a plugin by name across its versions: the deployer identity the registry
 //    knows, its path and options, its live modules.
 // Deploy operations are serialised by mu_ (every private member below it is guarded by it, and
@@ -20,12 +22,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/engine_core.hpp"
 #include "ember/deploy.hpp"
+#include "ember/instance.hpp"
 #include "ember/plugin.h"
 #include "plugin/semver.hpp"
 #include "plugin/shared_object.hpp"
@@ -47,16 +51,25 @@ struct ModuleFunction {
   std::string name;
   FunctionConfig config;
   ember_handler_fn handler = nullptr;
-  int (*init)(ember_init_args*) = nullptr;
+  int (*init)(ember_init_args*) = nullptr;  // non-null: the function runs on instances
   void (*shutdown)(void*) = nullptr;
-  void* instance = nullptr;
-  bool inited = false;
-  std::int64_t init_ns = 0;  // how long its init took (0 without one)
   FunctionRecord* record = nullptr;
+};
+
+// The way from a module's instance hooks (init and shutdown, called by its functions'
+// FunctionEnvs on whichever thread makes or drops an instance) into its code. close_module
+// closes it, waiting for hooks running, before the module goes: a hook called later (a reaper
+// that took an idle instance just before the version was retired, finishing after) does not
+// reach unmapped code, and leaves that instance's state unreleased. Owned by the module and by
+// each hook, so it outlives both.
+struct HookGate {
+  std::shared_mutex mu;
+  bool closed = false;  // guarded by mu
 };
 
 struct Module final : CodeOwner {
   PluginHost* host = nullptr;
+  std::shared_ptr<HookGate> hooks = std::make_shared<HookGate>();
   std::string plugin;          // the plugin's name
   std::string plugin_version;  // its own version string
   std::unique_ptr<SharedObject> object;
@@ -116,6 +129,13 @@ class PluginHost final {
                                const std::string& plugin_path, const PluginOptions& options);
   void release_layers(Module& m);
   void close_unused_layers();
+  // The hooks of f's instances: init fills an ember_init_args and calls the plugin's init
+  // (kInitFailed naming `who`, the function and the plugin's code and reason), shutdown calls
+  // its shutdown; both log through the host tagged with the plugin (LifecycleScope). They run
+  // on whichever thread makes or drops an instance, while the module is open.
+  Lifecycle lifecycle_of(Module& m, const ModuleFunction& f, const std::string& who);
+  // Retires the environments of m's versions: idle instances are shut down now, busy ones when
+  // their invocation returns. Before the module is closed.
   void shutdown_instances(Module& m);
   // Shuts a drained module down and unmaps it; reports one that stays mapped.
   void close_module(std::unique_ptr<Module> m);

@@ -5,8 +5,11 @@
 // nested invokes, fiber sleeps) behave as they do for C++ handlers.
 #include <pthread.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -357,7 +360,219 @@ TEST_P(AbiTest, PluginSleepPastTheDeadlineEndsAtTheDeadline) {
   EXPECT_EQ(clock_.now() - start, absl::Seconds(3));
 }
 
+// ---- Instances: a plugin function with init runs on execution environments ----
+//
+// fixture_instances' inst.work numbers its instances in the order init made them (per loaded
+// copy), counts each one's calls, logs "inst <n> up for ...", "inst <n> serving call <k>" and
+// "inst <n> down after <k> calls", sleeps for the milliseconds in its payload and answers
+// "<n>:<k>"; its init refuses the third instance. It is pool-dispatched.
+
+const std::string kInstances = plugin_file("libfixture_instances.so");
+constexpr std::chrono::seconds kWaitLimit{30};  // real time; only a broken build waits this long
+
+class InstancesTest : public AbiTest {
+ protected:
+  // How many log lines contain `needle`.
+  std::size_t count(std::string_view needle) {
+    std::size_t n = 0;
+    for (const std::string& line : logs_.lines()) n += has(line, needle) ? 1 : 0;
+    return n;
+  }
+  // Waits (in real time, bounded) for a log line containing `needle`.
+  [[nodiscard]] ::testing::AssertionResult logged(std::string_view needle) {
+    if (logs_.wait_for(needle, kWaitLimit)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "no log line contains '" << needle << "'";
+  }
+  std::future<Result<std::string>> start(std::string_view payload,
+                                         const InvokeOptions& options = {}) {
+    auto fn = engine().function("inst.work");
+    EXPECT_TRUE(fn.has_value());
+    return engine().invoke_future(fn.value_or(FunctionHandle{}), payload, options);
+  }
+  // Moves the clock on by `step` until every one of `calls` has its answer. A sleep reads the
+  // clock to fix its wake time after its "serving" line, so a step may come before that read
+  // and be missed by it; the next is not. Small steps against inst.work's 60 s timeout leave
+  // a slow machine plenty of them before any call times out.
+  void advance_until_done(std::vector<std::future<Result<std::string>>*> calls,
+                          absl::Duration step) {
+    for (int i = 0; i < 10'000; ++i) {
+      const bool all = std::all_of(calls.begin(), calls.end(), [](auto* f) {
+        return f->wait_for(std::chrono::milliseconds(10)) == std::future_status::ready;
+      });
+      if (all) return;
+      clock_.advance(step);
+    }
+    ADD_FAILURE() << "the calls did not end";
+  }
+  InstanceStats stats() {
+    auto s = engine().instance_stats("inst.work");
+    EXPECT_TRUE(s.has_value()) << s.error().message;
+    return s.value_or(InstanceStats{});
+  }
+};
+
+TEST_P(InstancesTest, LoadMakesOneInstanceThatSequentialCallsReuseWarm) {
+  load(kInstances);
+  // The load ran init once, on the loading thread, logging through the host as the plugin.
+  EXPECT_TRUE(logs_.contains("plugin:fixture_instances||inst 1 up for inst.work v1"));
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+  EXPECT_EQ(answer("inst.work", ""), "1:2");
+  EXPECT_EQ(answer("inst.work", "", {.dispatch = Dispatch::kInline}), "1:3");
+  EXPECT_EQ(count(" up for "), 1u);
+  const InstanceStats s = stats();
+  EXPECT_EQ(s.instances, 1);
+  EXPECT_EQ(s.idle, 1);
+  EXPECT_EQ(s.cold_starts, 0u);  // the load made it, not an invocation
+  EXPECT_EQ(count(" down after "), 0u);
+}
+
+TEST_P(InstancesTest, ConcurrentCallsGetInstancesOfTheirOwnAndUnloadShutsEachDownOnce) {
+  load(kInstances);
+  auto first = start("1000");
+  ASSERT_TRUE(logged("inst 1 serving call 1"));
+  auto second = start("1000");
+  // The second call overlaps the first (asleep on instance 1): a cold start makes instance 2.
+  ASSERT_TRUE(logged("plugin:fixture_instances||inst 2 up for inst.work v1"));
+  ASSERT_TRUE(logged("inst 2 serving call 1"));
+  advance_until_done({&first, &second}, absl::Milliseconds(100));
+  EXPECT_EQ(describe(first.get()), "1:1");
+  EXPECT_EQ(describe(second.get()), "2:1");
+  InstanceStats s = stats();
+  EXPECT_EQ(s.instances, 2);
+  EXPECT_EQ(s.idle, 2);
+  EXPECT_EQ(s.cold_starts, 1u);
+  // Both are warm now: the next calls reuse them, making none.
+  const std::string third = answer("inst.work", "");
+  EXPECT_TRUE(third == "1:2" || third == "2:2") << third;
+  EXPECT_EQ(count(" up for "), 2u);
+
+  ASSERT_TRUE(engine().unload_plugin("fixture_instances").has_value());
+  EXPECT_EQ(count("inst 1 down after "), 1u);
+  EXPECT_EQ(count("inst 2 down after "), 1u);
+  EXPECT_EQ(count(third == "1:2" ? "inst 1 down after 2 calls" : "inst 2 down after 2 calls"), 1u);
+  EXPECT_EQ(count(" down after "), 2u);
+  engine_.reset();  // nothing is left to shut down again
+  EXPECT_EQ(count(" down after "), 2u);
+}
+
+TEST_P(InstancesTest, InstanceOfACallThatTimedOutIsDiscardedAndTheNextCallMakesANewOne) {
+  load(kInstances);
+  auto slow = start("60000", {.timeout = absl::Milliseconds(100)});
+  ASSERT_TRUE(logged("inst 1 serving call 1"));
+  advance_until_done({&slow}, absl::Milliseconds(100));
+  const Result<std::string> r = slow.get();
+  ASSERT_FALSE(r.has_value()) << *r;
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout) << r.error().message;
+  // Its instance may hold what the interrupted call left half done: it is shut down, once.
+  ASSERT_TRUE(logged("plugin:fixture_instances||inst 1 down after 1 calls"));
+  EXPECT_EQ(answer("inst.work", ""), "2:1");
+  EXPECT_TRUE(logs_.contains("inst 2 up for inst.work v1"));
+  EXPECT_EQ(answer("inst.work", ""), "2:2");
+  InstanceStats s = stats();
+  EXPECT_EQ(s.instances, 1);
+  EXPECT_EQ(s.cold_starts, 1u);
+  ASSERT_TRUE(engine().unload_plugin("fixture_instances").has_value());
+  EXPECT_EQ(count("inst 1 down after "), 1u);
+  EXPECT_EQ(count("inst 2 down after 2 calls"), 1u);
+  // Counted once the discard was done, before the timed-out call let go of its version, for
+  // which the unload waited.
+  s = stats();
+  EXPECT_EQ(s.discarded, 1u);
+  EXPECT_EQ(s.shutdowns, 2u);
+  EXPECT_EQ(s.instances, 0);
+}
+
+TEST_P(InstancesTest, ColdStartWhoseInitFailsFailsOnlyItsCall) {
+  load(kInstances);
+  auto first = start("1000");
+  ASSERT_TRUE(logged("inst 1 serving call 1"));
+  auto second = start("1000");
+  ASSERT_TRUE(logged("inst 2 serving call 1"));
+  // Both instances are busy: the third call needs a third, whose init the fixture refuses.
+  const Result<std::string> third = start("").get();
+  ASSERT_FALSE(third.has_value()) << *third;
+  EXPECT_EQ(third.error().code, ErrorCode::kInitFailed) << third.error().message;
+  for (std::string_view part :
+       {std::string_view(kInstances), std::string_view("inst.work"), std::string_view("failed (1)"),
+        std::string_view("instance 3 refused")}) {
+    EXPECT_TRUE(mentions(third.error(), part)) << part << " in " << third.error().message;
+  }
+  advance_until_done({&first, &second}, absl::Milliseconds(100));
+  EXPECT_EQ(describe(first.get()), "1:1");
+  EXPECT_EQ(describe(second.get()), "2:1");
+  // The plugin stays loaded and serves on its warm instances.
+  const std::string next = answer("inst.work", "");
+  EXPECT_TRUE(next == "1:2" || next == "2:2") << next;
+  EXPECT_EQ(stats().init_failures, 1u);
+  EXPECT_EQ(stats().instances, 2);
+}
+
+TEST_P(InstancesTest, IdleInstanceIsShutDownAfterIdleTtlAndTheNextCallStartsCold) {
+  load(kInstances);
+  // The instance the load made is reaped too if nothing ever uses it.
+  clock_.advance(absl::Minutes(5) + absl::Seconds(1));
+  ASSERT_TRUE(logged("inst 1 down after 0 calls"));
+  EXPECT_EQ(answer("inst.work", ""), "2:1");
+  EXPECT_TRUE(logs_.contains("inst 2 up for inst.work v1"));
+  clock_.advance(absl::Minutes(4));
+  EXPECT_EQ(answer("inst.work", ""), "2:2");  // used again before its idle_ttl ran out
+  clock_.advance(absl::Minutes(5) + absl::Seconds(1));
+  ASSERT_TRUE(logged("inst 2 down after 2 calls"));
+  // (The reaped counter moves on the timer thread just after the hook logs: not waited for.)
+  EXPECT_EQ(stats().instances, 0);
+}
+
+TEST_P(InstancesTest, ReloadShutsTheOldVersionsInstancesDownAndStartsTheNewOneWarm) {
+  load(kInstances);
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+  auto info = engine().reload_plugin("fixture_instances");
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  // The new copy of the object counts its own instances: its first is made by the reload.
+  EXPECT_TRUE(logs_.contains("inst 1 up for inst.work v2"));
+  EXPECT_EQ(count("inst 1 down after 1 calls"), 1u);  // version 1's, once drained
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+  EXPECT_EQ(answer("inst.work:2", ""), "1:2");
+  EXPECT_EQ(count(" down after "), 1u);
+}
+
+TEST_P(InstancesTest, ReloadWhoseInitFailsIsRolledBackAndTheOldInstanceKeepsServing) {
+  load(kInstances);
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+  const std::string refused = plugin_file("libfixture_instances_refused.so");
+  auto r = engine().reload_plugin("fixture_instances", refused);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kPluginInvalid) << r.error().message;
+  for (std::string_view part : {std::string_view("rolled back"), std::string_view(refused),
+                                std::string_view("init of function 'inst.work' failed (1)"),
+                                std::string_view("instance 1 refused")}) {
+    EXPECT_TRUE(mentions(r.error(), part)) << part << " in " << r.error().message;
+  }
+  // Version 1 and its warm instance serve on, untouched.
+  EXPECT_EQ(answer("inst.work", ""), "1:2");
+  EXPECT_EQ(engine().versions("inst.work").value_or(std::vector<std::string>{}),
+            std::vector<std::string>{"1"});
+  EXPECT_EQ(count(" down after "), 0u);
+  EXPECT_EQ(stats().instances, 1);
+  // A good reload afterwards publishes version 2.
+  ASSERT_TRUE(engine().reload_plugin("fixture_instances", kInstances).has_value());
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+  EXPECT_EQ(count("inst 1 down after 2 calls"), 1u);
+}
+
+TEST_P(InstancesTest, LoadWhoseInitFailsIsRefusedAndLeavesNoInstance) {
+  const std::string refused = plugin_file("libfixture_instances_refused.so");
+  auto r = engine().load_plugin(refused);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kPluginInvalid) << r.error().message;
+  EXPECT_TRUE(mentions(r.error(), "instance 1 refused")) << r.error().message;
+  EXPECT_EQ(code_of(engine().function("inst.work")), "NotFound");
+  // The working build loads after it, and its numbering is its own.
+  load(kInstances);
+  EXPECT_EQ(answer("inst.work", ""), "1:1");
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, AbiTest, EMBER_WORKER_COUNTS);
+INSTANTIATE_TEST_SUITE_P(Workers, InstancesTest, EMBER_WORKER_COUNTS);
 
 }  // namespace
 }  // namespace ember::testing
